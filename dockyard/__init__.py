@@ -1,0 +1,1 @@
+"""Dockyard: container orchestration on an event log."""

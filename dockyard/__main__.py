@@ -1,0 +1,5 @@
+"""`python -m dockyard`: the CLI."""
+
+from dockyard.cli import main
+
+main()

@@ -1,0 +1,100 @@
+"""The client side of the api: request-reply over NATS, for the CLI, the console and integrations."""
+
+from __future__ import annotations
+
+import getpass
+import uuid
+from typing import Any
+
+import msgspec
+import nats.errors
+
+from dockyard.eventlog import EventLog
+from dockyard.schemas import api
+
+
+class ApiCallError(Exception):
+    """The api refused or failed a request; `code` is the api's (NotFound, Invalid, ...)."""
+
+    def __init__(self, error: api.ApiError):
+        super().__init__(error.message)
+        self.code = error.code
+        self.details = error.details
+
+
+class Unreachable(Exception):
+    """Nothing answered: the stack is down or the api is not running."""
+
+
+_reply_decoder = msgspec.json.Decoder(api.Reply)
+_encoder = msgspec.json.Encoder()
+
+
+def current_actor() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:
+        return "unknown"
+
+
+class ApiClient:
+    def __init__(self, log: EventLog, actor: str | None = None, timeout: float = 30.0):
+        self.log = log
+        self.actor = actor or current_actor()
+        self.timeout = timeout
+
+    @classmethod
+    async def connect(cls, url: str, **kwargs: Any) -> ApiClient:
+        try:
+            log = await EventLog.connect(url, name="dockyard-cli", max_reconnect_attempts=0,
+                                         allow_reconnect=False, connect_timeout=3)
+        except (nats.errors.NoServersError, OSError) as exc:
+            raise Unreachable(f"cannot reach NATS at {url}: is the stack up? (`dockyard status`)") from exc
+        return cls(log, **kwargs)
+
+    async def close(self) -> None:
+        await self.log.close()
+
+    async def _call(self, subject: str, request: msgspec.Struct) -> api.Reply:
+        try:
+            msg = await self.log.nc.request(subject, _encoder.encode(request), timeout=self.timeout)
+        except nats.errors.NoRespondersError as exc:
+            raise Unreachable("the api service is not running (`dockyard status`)") from exc
+        except nats.errors.TimeoutError as exc:
+            raise Unreachable(f"the api did not answer within {self.timeout:.0f}s") from exc
+        reply = _reply_decoder.decode(msg.data)
+        if reply.error is not None:
+            raise ApiCallError(reply.error)
+        return reply
+
+    async def apply(self, manifest: dict[str, Any], dry_run: bool = False) -> api.ApplyResult:
+        request = api.ApplyRequest(manifest=manifest, actor=self.actor, command_id=uuid.uuid4().hex,
+                                   dry_run=dry_run)
+        return (await self._call(api.SUBJECT_APPLY, request)).applied
+
+    async def delete(self, kind: str, name: str, namespace: str = "", dry_run: bool = False) -> api.ApplyResult:
+        request = api.DeleteRequest(kind=kind, name=name, namespace=namespace, actor=self.actor,
+                                    command_id=uuid.uuid4().hex, dry_run=dry_run)
+        return (await self._call(api.SUBJECT_DELETE, request)).applied
+
+    async def get(self, kind: str, name: str, namespace: str = "") -> dict[str, Any]:
+        return (await self._call(api.SUBJECT_GET, api.GetRequest(kind=kind, name=name, namespace=namespace))).object
+
+    async def list_page(self, kind: str, namespace: str = "", selector: str = "", limit: int = 500,
+                        continue_token: str = "") -> api.ObjectList:
+        request = api.ListRequest(kind=kind, namespace=namespace, selector=selector, limit=limit,
+                                  continue_token=continue_token)
+        return (await self._call(api.SUBJECT_LIST, request)).list
+
+    async def list(self, kind: str, namespace: str = "", selector: str = "",
+                   chunk: int = 500) -> tuple[list[dict[str, Any]], int]:
+        """Every matching object, fetched in chunks as kubectl does; and the position it reflects."""
+        items: list[dict[str, Any]] = []
+        token, position = "", 0
+        while True:
+            page = await self.list_page(kind, namespace, selector, chunk, token)
+            items.extend(page.items)
+            position = max(position, page.position)
+            token = page.continue_token
+            if not token:
+                return items, position

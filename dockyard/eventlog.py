@@ -1,0 +1,550 @@
+"""The event log: appends with optimistic concurrency, aggregate history, durable consumers.
+
+Every service talks to JetStream through this module. One stream, `DY_EVENTS`, one
+subject per aggregate (`dy.evt.<kind>.<namespace>.<name>`), events as msgspec JSON
+with their envelope in headers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import uuid
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Any
+
+import msgspec
+import nats
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.js.api import (
+    AckPolicy,
+    ConsumerConfig,
+    DeliverPolicy,
+    DiscardPolicy,
+    StorageType,
+    StreamConfig,
+)
+from nats.js.errors import NotFoundError
+
+from dockyard.schemas.base import Event, event_version
+from dockyard.schemas.events import AnyEvent, event_decoder, event_encoder
+
+log = logging.getLogger(__name__)
+
+STREAM = "DY_EVENTS"
+SUBJECT_ROOT = "dy.evt"
+DEAD_LETTER_STREAM = "DY_DEADLETTER"
+DEAD_LETTER_ROOT = "dy.dlq"
+MAX_BATCH = 1000  # the server's limit on an atomic batch
+# The server allows 50 atomic batches in flight per stream; stay under it per process.
+MAX_CONCURRENT_BATCHES = 32
+
+H_TYPE = "Dy-Event-Type"
+H_VERSION = "Dy-Schema-Version"
+H_ACTOR = "Dy-Actor"
+H_CORRELATION = "Dy-Correlation-Id"
+H_CAUSATION = "Dy-Causation-Id"
+H_TIME = "Dy-Time"
+H_MSG_ID = "Nats-Msg-Id"
+H_EXPECTED_SUBJECT_SEQ = "Nats-Expected-Last-Subject-Sequence"
+H_DEAD_REASON = "Dy-Dead-Reason"
+H_DEAD_SEQ = "Dy-Dead-Seq"
+H_DEAD_SUBJECT = "Dy-Dead-Subject"
+
+ERR_WRONG_LAST_SEQUENCE = 10071
+ERR_BATCH_DUPLICATE_MSG_ID = 10201
+
+
+class EventLogError(Exception):
+    """The log refused or failed an append."""
+
+
+class ConcurrencyConflict(EventLogError):
+    """The aggregate moved on since it was read: re-read and decide again."""
+
+    def __init__(self, subject: str, expected: int | None, detail: str):
+        super().__init__(f"{subject}: expected last sequence {expected}, {detail}")
+        self.subject = subject
+        self.expected = expected
+
+
+class MalformedEvent(ValueError):
+    """A stored message that cannot be decoded into a known event."""
+
+
+# ---------------------------------------------------------------- subjects
+
+
+def _token(part: str) -> str:
+    # Names are DNS-1123: no '_', '*', '>' or spaces, so '.' -> '_' is reversible.
+    return part.replace(".", "_")
+
+
+def subject_for(kind: str, namespace: str, name: str) -> str:
+    """The subject of one aggregate; cluster-scoped kinds have no namespace token."""
+    if namespace:
+        return f"{SUBJECT_ROOT}.{kind}.{_token(namespace)}.{_token(name)}"
+    return f"{SUBJECT_ROOT}.{kind}.{_token(name)}"
+
+
+def parse_subject(subject: str) -> tuple[str, str, str]:
+    """(kind, namespace, name) of an aggregate subject."""
+    parts = subject.split(".")
+    if len(parts) == 5:
+        return parts[2], parts[3].replace("_", "."), parts[4].replace("_", ".")
+    if len(parts) == 4:
+        return parts[2], "", parts[3].replace("_", ".")
+    raise ValueError(f"not an aggregate subject: {subject}")
+
+
+def kind_filter(kind: str | None = None) -> str:
+    return f"{SUBJECT_ROOT}.{kind}.>" if kind else f"{SUBJECT_ROOT}.>"
+
+
+# ---------------------------------------------------------------- envelope
+
+
+class Metadata(msgspec.Struct, frozen=True, kw_only=True):
+    """Who and why: travels in the headers of every event of one command."""
+
+    actor: str = "system"
+    correlation_id: str = ""
+    causation_id: str = ""
+
+
+class Append(msgspec.Struct, frozen=True, kw_only=True):
+    """One event to append. `expected_seq` None skips the concurrency check, 0 means new."""
+
+    subject: str
+    event: Event
+    expected_seq: int | None = None
+    msg_id: str = ""
+
+
+class EventRecord(msgspec.Struct, frozen=True, kw_only=True):
+    """An event as stored: its payload plus the envelope and its place in the stream."""
+
+    seq: int
+    subject: str
+    type: str
+    version: int
+    time: str
+    actor: str
+    correlation_id: str
+    causation_id: str
+    msg_id: str
+    event: Any  # one of AnyEvent
+
+
+Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
+UPCASTERS: dict[str, Upcaster] = {}
+
+
+def register_upcaster(old_type: str, upcast: Upcaster) -> None:
+    """Register how to turn a stored `old_type` payload into a newer one (its `type` included)."""
+    UPCASTERS[old_type] = upcast
+
+
+def decode_event(type_name: str, data: bytes) -> Event:
+    """Decode a payload, running upcasters for old versions first."""
+    try:
+        if type_name not in UPCASTERS:
+            return event_decoder.decode(data)
+        payload = msgspec.json.decode(data)
+        seen = set()
+        while payload.get("type") in UPCASTERS and payload["type"] not in seen:
+            seen.add(payload["type"])
+            payload = UPCASTERS[payload["type"]](payload)
+        return msgspec.convert(payload, AnyEvent)
+    except (msgspec.DecodeError, msgspec.ValidationError, AttributeError, KeyError) as exc:
+        raise MalformedEvent(f"{type_name or 'untyped'}: {exc}") from exc
+
+
+def now_rfc3339() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def envelope_headers(event: Event, meta: Metadata, msg_id: str, time: str) -> dict[str, str]:
+    type_name = event.type_name()
+    headers = {
+        H_TYPE: type_name,
+        H_VERSION: str(event_version(type_name)),
+        H_ACTOR: meta.actor,
+        H_TIME: time,
+    }
+    if meta.correlation_id:
+        headers[H_CORRELATION] = meta.correlation_id
+    if meta.causation_id:
+        headers[H_CAUSATION] = meta.causation_id
+    if msg_id:
+        headers[H_MSG_ID] = msg_id
+    return headers
+
+
+def record_from(seq: int, subject: str, headers: dict[str, str] | None, data: bytes) -> EventRecord:
+    """Build an EventRecord from a stored message; raises MalformedEvent."""
+    headers = headers or {}
+    type_name = headers.get(H_TYPE, "")
+    event = decode_event(type_name, data or b"")
+    return EventRecord(
+        seq=seq,
+        subject=subject,
+        type=event.type_name(),
+        version=event_version(type_name) if type_name else 1,
+        time=headers.get(H_TIME, ""),
+        actor=headers.get(H_ACTOR, ""),
+        correlation_id=headers.get(H_CORRELATION, ""),
+        causation_id=headers.get(H_CAUSATION, ""),
+        msg_id=headers.get(H_MSG_ID, ""),
+        event=event,
+    )
+
+
+def stream_config(replicas: int = 1) -> StreamConfig:
+    return StreamConfig(
+        name=STREAM,
+        subjects=[f"{SUBJECT_ROOT}.>"],
+        storage=StorageType.FILE,
+        num_replicas=replicas,
+        duplicate_window=120.0,
+        allow_direct=True,
+        allow_atomic=True,
+        discard=DiscardPolicy.NEW,
+    )
+
+
+def dead_letter_config(replicas: int = 1) -> StreamConfig:
+    return StreamConfig(
+        name=DEAD_LETTER_STREAM,
+        subjects=[f"{DEAD_LETTER_ROOT}.>"],
+        storage=StorageType.FILE,
+        num_replicas=replicas,
+        max_age=30 * 24 * 3600.0,
+        max_bytes=1 << 30,
+    )
+
+
+# ---------------------------------------------------------------- the log
+
+Handler = Callable[[list[EventRecord], int], Awaitable[None]]
+
+
+class EventLog:
+    """A connection to the log. Use `await EventLog.connect(url)`; close with `close()`."""
+
+    def __init__(self, nc: NATS):
+        self.nc = nc
+        self.js = nc.jetstream()
+        self._inbox = ""
+        self._pending: dict[str, asyncio.Future] = {}
+        self._next_token = 0
+        self._batch_slots = asyncio.Semaphore(MAX_CONCURRENT_BATCHES)
+
+    @classmethod
+    async def connect(cls, url: str, name: str = "dockyard", **options: Any) -> EventLog:
+        options.setdefault("max_reconnect_attempts", -1)
+        options.setdefault("reconnect_time_wait", 0.5)
+        nc = await nats.connect(url, name=name, **options)
+        return cls(nc)
+
+    async def close(self) -> None:
+        if not self.nc.is_closed:
+            await self.nc.drain()
+
+    async def ensure_streams(self, replicas: int = 1) -> None:
+        """Create or update the streams this log needs."""
+        for config in (stream_config(replicas), dead_letter_config(replicas)):
+            try:
+                await self.js.stream_info(config.name)
+                await self.js.update_stream(config)
+            except NotFoundError:
+                await self.js.add_stream(config)
+
+    async def last_stream_seq(self) -> int:
+        info = await self.js.stream_info(STREAM)
+        return info.state.last_seq
+
+    # ------------------------------------------------------------ appends
+
+    async def _ack_inbox(self) -> str:
+        if not self._inbox:
+            self._inbox = self.nc.new_inbox()
+            await self.nc.subscribe(f"{self._inbox}.*", cb=self._on_ack)
+        return self._inbox
+
+    async def _on_ack(self, msg: Msg) -> None:
+        future = self._pending.pop(msg.subject.rsplit(".", 1)[-1], None)
+        if future is not None and not future.done():
+            future.set_result(msg)
+
+    def _reply_slot(self, inbox: str) -> tuple[str, asyncio.Future]:
+        self._next_token += 1
+        token = format(self._next_token, "x")
+        future = asyncio.get_running_loop().create_future()
+        self._pending[token] = future
+        return f"{inbox}.{token}", future
+
+    async def _publish(self, append: Append, meta: Metadata, time: str, reply: str = "",
+                       extra: dict[str, str] | None = None) -> None:
+        headers = envelope_headers(append.event, meta, append.msg_id, time)
+        if append.expected_seq is not None:
+            headers[H_EXPECTED_SUBJECT_SEQ] = str(append.expected_seq)
+        if extra:
+            headers.update(extra)
+        await self.nc.publish(append.subject, event_encoder.encode(append.event), reply=reply, headers=headers)
+
+    async def _await_ack(self, future: asyncio.Future, timeout: float) -> dict[str, Any]:
+        try:
+            msg: Msg = await asyncio.wait_for(future, timeout)
+        except asyncio.TimeoutError as exc:
+            raise EventLogError("no acknowledgement from the event log (is the stream there?)") from exc
+        if msg.headers and msg.headers.get("Status") == "503":
+            raise EventLogError(f"no stream accepts {msg.subject}: run migrations / ensure_streams")
+        return msgspec.json.decode(msg.data) if msg.data else {}
+
+    async def append_many(self, appends: Sequence[Append], meta: Metadata = Metadata(),
+                          timeout: float = 10.0) -> list[int | EventLogError]:
+        """Append independently, pipelined: each result is a sequence or the error for that event."""
+        inbox = await self._ack_inbox()
+        time = now_rfc3339()
+        futures = []
+        for append in appends:
+            reply, future = self._reply_slot(inbox)
+            futures.append(future)
+            await self._publish(append, meta, time, reply)
+        results: list[int | EventLogError] = []
+        for append, future in zip(appends, futures):
+            try:
+                results.append(await self._result_of(append, await self._await_ack(future, timeout)))
+            except EventLogError as exc:
+                results.append(exc)
+        return results
+
+    async def append(self, subject: str, event: Event, *, expected_seq: int | None = None,
+                     msg_id: str = "", meta: Metadata = Metadata()) -> int:
+        """Append one event; raises ConcurrencyConflict if the aggregate moved on."""
+        result = (await self.append_many([Append(subject=subject, event=event,
+                                                 expected_seq=expected_seq, msg_id=msg_id)], meta))[0]
+        if isinstance(result, EventLogError):
+            raise result
+        return result
+
+    async def _result_of(self, append: Append, ack: dict[str, Any]) -> int:
+        error = ack.get("error")
+        if not error:
+            return int(ack["seq"])
+        if error.get("err_code") == ERR_WRONG_LAST_SEQUENCE:
+            # A retried command collides with its own earlier append: that is success.
+            if append.msg_id:
+                seq = await self._seq_of_msg_id(append.subject, {append.msg_id})
+                if seq:
+                    return seq
+            raise ConcurrencyConflict(append.subject, append.expected_seq, error.get("description", ""))
+        raise EventLogError(error.get("description", str(error)))
+
+    async def append_batch(self, appends: Sequence[Append], meta: Metadata = Metadata(),
+                           timeout: float = 10.0) -> list[int]:
+        """Append all or none (an atomic batch); returns each event's sequence."""
+        if not appends:
+            return []
+        if len(appends) == 1:
+            return [await self.append(appends[0].subject, appends[0].event,
+                                      expected_seq=appends[0].expected_seq,
+                                      msg_id=appends[0].msg_id, meta=meta)]
+        if len(appends) > MAX_BATCH:
+            raise EventLogError(f"an atomic batch holds at most {MAX_BATCH} events, got {len(appends)}")
+        async with self._batch_slots:
+            ack = await self._publish_batch(appends, meta, timeout)
+        error = ack.get("error")
+        if error:
+            if error.get("err_code") in (ERR_WRONG_LAST_SEQUENCE, ERR_BATCH_DUPLICATE_MSG_ID):
+                # A retried batch collides with its own earlier commit: that is success.
+                ids = {a.msg_id for a in appends if a.msg_id}
+                last = await self._seq_of_msg_id(appends[-1].subject, ids) if ids else 0
+                if last:
+                    return list(range(last - len(appends) + 1, last + 1))
+            if error.get("err_code") == ERR_WRONG_LAST_SEQUENCE:
+                raise ConcurrencyConflict(appends[0].subject, appends[0].expected_seq,
+                                          error.get("description", ""))
+            raise EventLogError(error.get("description", str(error)))
+        last = int(ack["seq"])
+        return list(range(last - len(appends) + 1, last + 1))
+
+    async def _publish_batch(self, appends: Sequence[Append], meta: Metadata, timeout: float) -> dict:
+        inbox = await self._ack_inbox()
+        batch_id = uuid.uuid4().hex
+        time = now_rfc3339()
+        seen_subjects: set[str] = set()
+        future = None
+        for index, append in enumerate(appends, start=1):
+            extra = {"Nats-Batch-Id": batch_id, "Nats-Batch-Sequence": str(index)}
+            if index == len(appends):
+                extra["Nats-Batch-Commit"] = "1"
+            # The server checks expectations against the stream before the batch, so
+            # only an aggregate's first event in the batch may carry one.
+            if append.subject in seen_subjects:
+                append = msgspec.structs.replace(append, expected_seq=None)
+            seen_subjects.add(append.subject)
+            reply = ""
+            if index == len(appends):
+                reply, future = self._reply_slot(inbox)
+            await self._publish(append, meta, time, reply, extra)
+        assert future is not None
+        return await self._await_ack(future, timeout)
+
+    async def _seq_of_msg_id(self, subject: str, msg_ids: set[str]) -> int:
+        try:
+            msg = await self.js.get_msg(STREAM, subject=subject, direct=True)
+        except NotFoundError:
+            return 0
+        if msg.headers and msg.headers.get(H_MSG_ID) in msg_ids:
+            return int(msg.seq)
+        return 0
+
+    # ------------------------------------------------------------ reads
+
+    async def last_seq(self, subject: str) -> int:
+        """The stream sequence of an aggregate's last event; 0 if it has none."""
+        try:
+            msg = await self.js.get_msg(STREAM, subject=subject, direct=True)
+        except NotFoundError:
+            return 0
+        return int(msg.seq)
+
+    async def read_aggregate(self, subject: str, after_seq: int = 0) -> list[EventRecord]:
+        """An aggregate's events in order (after `after_seq`)."""
+        records: list[EventRecord] = []
+        seq = after_seq + 1
+        while True:
+            try:
+                msg = await self.js.get_msg(STREAM, seq=seq, subject=subject, next=True, direct=True)
+            except NotFoundError:
+                return records
+            records.append(record_from(int(msg.seq), msg.subject or subject, msg.headers, msg.data or b""))
+            seq = int(msg.seq) + 1
+
+    async def read(self, filter_subject: str = kind_filter(), *, start_seq: int = 1,
+                   start_time: dt.datetime | None = None, follow: bool = False,
+                   on_malformed: Callable[[Msg, Exception], None] | None = None):
+        """Iterate records in order from a point in the stream; with `follow`, wait for new ones."""
+        if not follow and await self.last_stream_seq() == 0:
+            return
+        queue: asyncio.Queue[Msg] = asyncio.Queue(maxsize=10_000)
+
+        async def enqueue(msg: Msg) -> None:
+            await queue.put(msg)
+
+        policy = {"deliver_policy": DeliverPolicy.BY_START_SEQUENCE, "opt_start_seq": max(start_seq, 1)}
+        if start_time is not None:
+            policy = {"deliver_policy": DeliverPolicy.BY_START_TIME,
+                      "opt_start_time": start_time.astimezone(dt.timezone.utc).isoformat()}
+        sub = await self.js.subscribe(filter_subject, cb=enqueue, ordered_consumer=True,
+                                      config=ConsumerConfig(**policy), stream=STREAM)
+        try:
+            while True:
+                try:
+                    msg = await asyncio.wait_for(queue.get(), timeout=None if follow else 1.0)
+                except asyncio.TimeoutError:
+                    return  # nothing matched within a second of the end: we are caught up
+                try:
+                    yield record_from(msg.metadata.sequence.stream, msg.subject, msg.headers, msg.data)
+                except MalformedEvent as exc:
+                    if on_malformed:
+                        on_malformed(msg, exc)
+                if not follow and msg.metadata.num_pending == 0:
+                    return
+        finally:
+            await sub.unsubscribe()
+
+    # ------------------------------------------------------------ consumers
+
+    async def dead_letter(self, consumer: str, msg: Msg, reason: str) -> None:
+        """Keep a message no handler can use, with the reason, out of the way."""
+        headers = dict(msg.headers or {})
+        headers.pop(H_MSG_ID, None)
+        headers.update({
+            H_DEAD_REASON: reason[:1000],
+            H_DEAD_SEQ: str(msg.metadata.sequence.stream),
+            H_DEAD_SUBJECT: msg.subject,
+        })
+        await self.js.publish(f"{DEAD_LETTER_ROOT}.{consumer}", msg.data or b"", headers=headers,
+                              stream=DEAD_LETTER_STREAM)
+        log.warning("dead-lettered seq %s on %s: %s", msg.metadata.sequence.stream, msg.subject, reason)
+
+    async def ensure_consumer(self, name: str, filter_subject: str, start_seq: int = 1,
+                              reset: bool = False) -> None:
+        """Create a durable pull consumer (re-created from `start_seq` when `reset`)."""
+        config = ConsumerConfig(
+            durable_name=name,
+            filter_subject=filter_subject,
+            deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+            opt_start_seq=max(start_seq, 1),
+            ack_policy=AckPolicy.ALL,
+            ack_wait=60.0,
+            max_ack_pending=20_000,
+            max_deliver=-1,
+            max_waiting=64,
+        )
+        if reset:
+            try:
+                await self.js.delete_consumer(STREAM, name)
+            except NotFoundError:
+                pass
+        try:
+            await self.js.consumer_info(STREAM, name)
+        except NotFoundError:
+            await self.js.add_consumer(STREAM, config)
+
+    async def consume(self, name: str, handler: Handler, stop: asyncio.Event, *,
+                      batch: int = 2000, fetch_timeout: float = 1.0,
+                      retry_backoff: float = 0.5) -> None:
+        """Hand batches from durable consumer `name` to `handler(records, last_seq)` until `stop`.
+
+        A batch is acknowledged only after the handler returns; a failing handler gets the
+        same batch again (never a later one), so the order the handler sees is the log's.
+        Malformed messages go to the dead-letter stream and the batch carries on.
+        """
+        sub = await self.js.pull_subscribe_bind(name, stream=STREAM)
+        while not stop.is_set():
+            try:
+                msgs = await sub.fetch(batch, timeout=fetch_timeout)
+            except (nats.errors.TimeoutError, asyncio.TimeoutError):
+                continue
+            except (nats.errors.ConnectionClosedError, nats.js.errors.Error) as exc:
+                log.warning("fetch from %s failed (%s); re-subscribing", name, exc)
+                await asyncio.sleep(retry_backoff)
+                sub = await self.js.pull_subscribe_bind(name, stream=STREAM)
+                continue
+            if not msgs:
+                continue
+            records = await self._records_of(name, msgs)
+            last_seq = msgs[-1].metadata.sequence.stream
+            await self._deliver(handler, records, last_seq, stop, retry_backoff)
+            await msgs[-1].ack()
+        await sub.unsubscribe()
+
+    async def _records_of(self, consumer: str, msgs: Iterable[Msg]) -> list[EventRecord]:
+        records = []
+        for msg in msgs:
+            try:
+                records.append(record_from(msg.metadata.sequence.stream, msg.subject, msg.headers, msg.data))
+            except MalformedEvent as exc:
+                await self.dead_letter(consumer, msg, str(exc))
+        return records
+
+    @staticmethod
+    async def _deliver(handler: Handler, records: list[EventRecord], last_seq: int,
+                       stop: asyncio.Event, backoff: float) -> None:
+        delay = backoff
+        while True:
+            try:
+                await handler(records, last_seq)
+                return
+            except Exception:  # the handler's own failure: keep the batch, back off, retry
+                log.exception("handler failed on a batch ending at seq %s; retrying in %.1fs", last_seq, delay)
+                if stop.is_set():
+                    raise
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)

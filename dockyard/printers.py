@@ -1,0 +1,222 @@
+"""How objects print: kubectl's tables, `-o wide|json|yaml|name`, and `describe`."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import yaml
+
+Obj = dict[str, Any]
+
+
+def age(timestamp: str, now: dt.datetime | None = None) -> str:
+    """kubectl's short age: 42s, 5m, 3h, 7d."""
+    if not timestamp:
+        return "<unknown>"
+    try:
+        then = dt.datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
+    except ValueError:
+        return "<invalid>"
+    seconds = max(0, int(((now or dt.datetime.now(dt.timezone.utc)) - then).total_seconds()))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= 2 * size or (unit == "m" and seconds >= 120):
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def _meta(obj: Obj) -> Obj:
+    return obj.get("metadata") or {}
+
+
+def _containers(obj: Obj) -> list[Obj]:
+    spec = obj.get("spec") or {}
+    if obj.get("kind") == "Deployment":
+        spec = (spec.get("template") or {}).get("spec") or {}
+    return spec.get("containers") or []
+
+
+def _condition(obj: Obj, kind: str) -> str:
+    for condition in (obj.get("status") or {}).get("conditions") or []:
+        if condition.get("type") == kind:
+            return condition.get("status", "Unknown")
+    return "Unknown"
+
+
+def _pod_row(obj: Obj) -> dict[str, str]:
+    status = obj.get("status") or {}
+    statuses = status.get("containerStatuses") or []
+    ready = sum(1 for s in statuses if s.get("ready"))
+    reason = status.get("reason") or status.get("phase") or "Pending"
+    for s in statuses:
+        if s.get("reason") and not s.get("ready"):
+            reason = s["reason"]
+    return {
+        "READY": f"{ready}/{len(_containers(obj))}",
+        "STATUS": reason,
+        "RESTARTS": str(sum(int(s.get("restartCount", 0)) for s in statuses)),
+        "AGE": age(_meta(obj).get("creationTimestamp", "")),
+        "IP": status.get("hostIP") or "<none>",
+        "NODE": (obj.get("spec") or {}).get("nodeName") or "<none>",
+    }
+
+
+def _deployment_row(obj: Obj) -> dict[str, str]:
+    spec, status = obj.get("spec") or {}, obj.get("status") or {}
+    containers = _containers(obj)
+    selector = ((spec.get("selector") or {}).get("matchLabels")) or {}
+    return {
+        "READY": f"{status.get('readyReplicas', 0)}/{spec.get('replicas', 1)}",
+        "UP-TO-DATE": str(status.get("updatedReplicas", 0)),
+        "AVAILABLE": str(status.get("availableReplicas", 0)),
+        "AGE": age(_meta(obj).get("creationTimestamp", "")),
+        "CONTAINERS": ",".join(c.get("name", "") for c in containers),
+        "IMAGES": ",".join(c.get("image", "") or "<none>" for c in containers),
+        "SELECTOR": ",".join(f"{k}={v}" for k, v in selector.items()),
+    }
+
+
+def _node_row(obj: Obj) -> dict[str, str]:
+    spec, status = obj.get("spec") or {}, obj.get("status") or {}
+    ready = {"True": "Ready", "False": "NotReady"}.get(_condition(obj, "Ready"), "Unknown")
+    if spec.get("unschedulable"):
+        ready += ",SchedulingDisabled"
+    capacity = status.get("capacity") or spec.get("capacity") or {}
+    taints = spec.get("taints") or []
+    return {
+        "STATUS": ready,
+        "AGE": age(_meta(obj).get("creationTimestamp", "")),
+        "CPU": str(capacity.get("cpu", "<none>")),
+        "MEMORY": str(capacity.get("memory", "<none>")),
+        "PODS": str(capacity.get("pods", "<none>")),
+        "TAINTS": ",".join(f"{t.get('key')}={t.get('value', '')}:{t.get('effect')}" for t in taints) or "<none>",
+    }
+
+
+# kind -> (row builder, columns, wide-only columns)
+TABLES: dict[str, tuple[Callable[[Obj], dict[str, str]], list[str], list[str]]] = {
+    "Pod": (_pod_row, ["READY", "STATUS", "RESTARTS", "AGE"], ["IP", "NODE"]),
+    "Deployment": (_deployment_row, ["READY", "UP-TO-DATE", "AVAILABLE", "AGE"], ["CONTAINERS", "IMAGES", "SELECTOR"]),
+    "Node": (_node_row, ["STATUS", "AGE"], ["CPU", "MEMORY", "PODS", "TAINTS"]),
+}
+
+
+def table_rows(kind: str, objects: Iterable[Obj], wide: bool, all_namespaces: bool) -> tuple[list[str], list[list[str]]]:
+    builder, columns, extra = TABLES[kind]
+    headers = (["NAMESPACE"] if all_namespaces else []) + ["NAME"] + columns + (extra if wide else [])
+    rows = []
+    for obj in objects:
+        cells = {"NAMESPACE": _meta(obj).get("namespace", ""), "NAME": _meta(obj).get("name", ""), **builder(obj)}
+        rows.append([cells[h] for h in headers])
+    return headers, rows
+
+
+def format_table(headers: list[str], rows: list[list[str]], with_headers: bool = True) -> str:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
+    lines = [headers] if with_headers else []
+    lines.extend(rows)
+    return "\n".join("   ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip() for line in lines)
+
+
+def as_list(items: list[Obj]) -> Obj:
+    return {"apiVersion": "v1", "kind": "List", "items": items, "metadata": {"resourceVersion": ""}}
+
+
+def to_json(data: Any) -> str:
+    return json.dumps(data, indent=4, ensure_ascii=False)
+
+
+def to_yaml(data: Any) -> str:
+    return yaml.safe_dump(data, sort_keys=False, default_flow_style=False, allow_unicode=True).rstrip("\n")
+
+
+def name_of(obj: Obj) -> str:
+    return f"{obj.get('kind', '').lower()}/{_meta(obj).get('name', '')}"
+
+
+# ---------------------------------------------------------------- describe
+
+
+def _labels(mapping: dict[str, str] | None) -> list[str]:
+    return [f"{k}={v}" for k, v in (mapping or {}).items()] or ["<none>"]
+
+
+def _block(title: str, values: list[str], width: int = 16) -> list[str]:
+    head = f"{title + ':':<{width}}"
+    return [head + values[0]] + [" " * width + v for v in values[1:]]
+
+
+def _describe_containers(containers: list[Obj], indent: str) -> list[str]:
+    lines = []
+    for c in containers:
+        lines.append(f"{indent}{c.get('name')}:")
+        lines.append(f"{indent}  Image:      {c.get('image') or '<none>'}")
+        if c.get("command"):
+            lines.append(f"{indent}  Command:    {' '.join(c['command'])}")
+        if c.get("args"):
+            lines.append(f"{indent}  Args:       {' '.join(c['args'])}")
+        for port in c.get("ports") or []:
+            lines.append(f"{indent}  Port:       {port.get('containerPort')}/{port.get('protocol', 'TCP')}")
+        resources = c.get("resources") or {}
+        for section in ("limits", "requests"):
+            if resources.get(section):
+                lines.append(f"{indent}  {section.capitalize()}:")
+                lines.extend(f"{indent}    {k}: {v}" for k, v in resources[section].items())
+        env = c.get("env") or []
+        if env:
+            lines.append(f"{indent}  Environment:")
+            lines.extend(f"{indent}    {e.get('name')}: {e.get('value', '')}" for e in env)
+    return lines
+
+
+def describe(obj: Obj, history: list[tuple[str, str, str, str]]) -> str:
+    """kubectl-style description; `history` is (age, type, actor, detail) from the aggregate's events."""
+    meta, spec, status = _meta(obj), obj.get("spec") or {}, obj.get("status") or {}
+    lines = [f"{'Name:':<16}{meta.get('name', '')}"]
+    if meta.get("namespace"):
+        lines.append(f"{'Namespace:':<16}{meta['namespace']}")
+    lines += _block("Labels", _labels(meta.get("labels")))
+    lines += _block("Annotations", _labels(meta.get("annotations")))
+    lines.append(f"{'CreationTimestamp:':<20}{meta.get('creationTimestamp', '')}")
+    lines.append(f"{'UID:':<16}{meta.get('uid', '')}")
+    lines.append(f"{'Generation:':<16}{meta.get('generation', 0)}")
+    lines.append(f"{'ResourceVersion:':<18}{meta.get('resourceVersion', '')}")
+    kind = obj.get("kind")
+    if kind == "Deployment":
+        lines.append(f"{'Replicas:':<16}{spec.get('replicas', 1)} desired | {status.get('updatedReplicas', 0)} updated"
+                     f" | {status.get('replicas', 0)} total | {status.get('availableReplicas', 0)} available")
+        selector = (spec.get("selector") or {}).get("matchLabels")
+        lines.append(f"{'Selector:':<16}{','.join(_labels(selector))}")
+        strategy = spec.get("strategy") or {}
+        lines.append(f"{'StrategyType:':<16}{strategy.get('type', 'RollingUpdate')}")
+        template = spec.get("template") or {}
+        lines.append("Pod Template:")
+        lines += ["  " + line for line in _block("Labels", _labels((template.get("metadata") or {}).get("labels")), 14)]
+        lines.append("  Containers:")
+        lines += _describe_containers(_containers(obj), "   ")
+    elif kind == "Pod":
+        lines.append(f"{'Node:':<16}{spec.get('nodeName') or '<none>'}")
+        lines.append(f"{'Status:':<16}{status.get('phase', 'Pending')}")
+        lines.append(f"{'Restart Policy:':<16}{spec.get('restartPolicy', 'Always')}")
+        lines.append("Containers:")
+        lines += _describe_containers(_containers(obj), "  ")
+    elif kind == "Node":
+        lines.append(f"{'Unschedulable:':<16}{str(bool(spec.get('unschedulable'))).lower()}")
+        taints = [f"{t.get('key')}={t.get('value', '')}:{t.get('effect')}" for t in spec.get("taints") or []]
+        lines += _block("Taints", taints or ["<none>"])
+        lines.append("Capacity:")
+        lines += [f"  {k}: {v}" for k, v in (spec.get("capacity") or {}).items()]
+    conditions = status.get("conditions") or []
+    if conditions:
+        lines.append("Conditions:")
+        lines.append("  Type             Status  Reason")
+        lines += [f"  {c.get('type', ''):<16} {c.get('status', ''):<7} {c.get('reason', '')}" for c in conditions]
+    lines.append("Events:")
+    if history:
+        table = format_table(["AGE", "TYPE", "ACTOR", "DETAIL"], [list(h) for h in history])
+        lines += ["  " + line for line in table.splitlines()]
+    else:
+        lines.append("  <none>")
+    return "\n".join(lines)

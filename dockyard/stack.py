@@ -1,0 +1,291 @@
+"""`dockyard up`, `down` and `status`: the whole platform on one machine, under DOCKYARD_HOME."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+from dockyard import config
+from dockyard.config import ComponentInfo, StackInfo
+from dockyard.db import database_ready, migrate
+from dockyard.eventlog import EventLog
+from dockyard.servers import NatsServer, PostgresServer, ServerError, free_port, pid_alive, tail, terminate
+
+SERVICES = ("api", "projector")
+RESTART_BACKOFF_MAX = 30.0
+
+
+class StackError(Exception):
+    """The stack could not be brought up or down; the message says what to look at."""
+
+
+def _say(message: str) -> None:
+    print(message, flush=True)
+
+
+class Supervisor:
+    """Starts the servers and services in order, restarts services that die, stops all in reverse."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.logs = root / "logs"
+        self.nats: NatsServer | None = None
+        self.postgres: PostgresServer | None = None
+        self.services: dict[str, subprocess.Popen] = {}
+        self.ports: dict[str, int] = {}
+        self.restarts: dict[str, tuple[int, float]] = {}
+        self.info: StackInfo | None = None
+        self.stopping = False
+
+    def start(self) -> StackInfo:
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.logs.mkdir(exist_ok=True)
+        nats_url = os.environ.get("DOCKYARD_NATS_URL") or self._start_nats()
+        database_url = config.normalise_database_url(os.environ.get("DOCKYARD_DATABASE_URL", "")) \
+            or self._start_postgres()
+        _say("applying migrations (alembic upgrade head)")
+        migrate(database_url)
+        asyncio.run(_ensure_streams(nats_url))
+        components = [self._component("nats", nats_url), self._component("postgres", database_url)]
+        for name in SERVICES:
+            self.ports[name] = free_port()
+            self._spawn(name, nats_url, database_url)
+            components.append(ComponentInfo(name=name, pid=self.services[name].pid,
+                                            health_url=f"http://127.0.0.1:{self.ports[name]}",
+                                            log=str(self.logs / f"{name}.log")))
+        self.info = StackInfo(home=str(self.root), nats_url=nats_url, database_url=database_url,
+                              supervisor_pid=os.getpid(), ready=False, components=components)
+        config.write_stack(self.info)
+        self._wait_services_ready()
+        self.info.ready = True
+        config.write_stack(self.info)
+        return self.info
+
+    def _start_nats(self) -> str:
+        self.nats = NatsServer(self.root / "nats")
+        _say(f"starting nats-server (JetStream in {self.nats.data_dir / 'jetstream'})")
+        self.nats.start()
+        return self.nats.url
+
+    def _start_postgres(self) -> str:
+        self.postgres = PostgresServer(self.root / "postgres" / "data")
+        _say(f"starting PostgreSQL (data in {self.postgres.data_dir})")
+        self.postgres.start()
+        return self.postgres.url()
+
+    def _component(self, name: str, url: str) -> ComponentInfo:
+        server = self.nats if name == "nats" else self.postgres
+        if server is None:
+            return ComponentInfo(name=name, url=url)
+        health = server.monitor_url if name == "nats" else ""
+        return ComponentInfo(name=name, pid=server.pid or 0, url=url, health_url=health, log=str(server.log_path))
+
+    def _spawn(self, name: str, nats_url: str, database_url: str) -> None:
+        env = dict(os.environ, DOCKYARD_NATS_URL=nats_url, DOCKYARD_DATABASE_URL=database_url,
+                   DOCKYARD_HOME=str(self.root))
+        with open(self.logs / f"{name}.log", "ab") as log:
+            self.services[name] = subprocess.Popen(
+                [sys.executable, "-m", f"dockyard.services.{name}", "--metrics-port", str(self.ports[name])],
+                env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+            )
+
+    def _wait_services_ready(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        for name in SERVICES:
+            while not _http_ok(f"http://127.0.0.1:{self.ports[name]}/readyz"):
+                if self.services[name].poll() is not None:
+                    raise StackError(f"{name} exited with code {self.services[name].returncode}; its log:\n"
+                                     f"{tail(self.logs / f'{name}.log')}")
+                if time.monotonic() > deadline:
+                    raise StackError(f"{name} did not become ready; see {self.logs / f'{name}.log'}")
+                time.sleep(0.1)
+
+    def watch(self) -> None:
+        """Restart services that exit, with back-off, until asked to stop."""
+        assert self.info is not None
+        while not self.stopping:
+            for name, proc in list(self.services.items()):
+                if proc.poll() is None:
+                    continue
+                count, since = self.restarts.get(name, (0, 0.0))
+                delay = min(2.0**count, RESTART_BACKOFF_MAX)
+                if time.monotonic() - since < delay:
+                    continue
+                _say(f"{name} exited with code {proc.returncode}; restarting (see {self.logs / f'{name}.log'})")
+                self._spawn(name, self.info.nats_url, self.info.database_url)
+                self.restarts[name] = (count + 1, time.monotonic())
+                for component in self.info.components:
+                    if component.name == name:
+                        component.pid = self.services[name].pid
+                config.write_stack(self.info)
+            time.sleep(0.5)
+
+    def stop(self) -> None:
+        self.stopping = True
+        for name, proc in reversed(list(self.services.items())):
+            terminate(proc.pid, grace=15.0)
+            try:
+                proc.wait(timeout=1)
+            except subprocess.TimeoutExpired:
+                pass
+        if self.nats:
+            self.nats.stop()
+        if self.postgres:
+            self.postgres.stop()
+        config.stack_file(self.root).unlink(missing_ok=True)
+
+
+async def _ensure_streams(nats_url: str) -> None:
+    log = await EventLog.connect(nats_url, name="dockyard-up")
+    try:
+        await log.ensure_streams()
+    finally:
+        await log.close()
+
+
+def _http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+def _tcp_ok(url: str) -> bool:
+    parsed = urllib.parse.urlparse(url)
+    try:
+        with socket.create_connection((parsed.hostname or "127.0.0.1", parsed.port or 4222), timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+def print_summary(info: StackInfo) -> None:
+    _say(f"dockyard is up (home: {info.home})")
+    _say(f"  nats:       {info.nats_url}")
+    _say(f"  postgresql: {info.database_url}")
+    for component in info.components:
+        if component.name in SERVICES:
+            _say(f"  {component.name + ':':<11} pid {component.pid}, metrics {component.health_url}/metrics")
+    _say(f"  logs:       {Path(info.home) / 'logs'}")
+
+
+def running_stack(root: Path) -> StackInfo | None:
+    info = config.read_stack(root)
+    if info and pid_alive(info.supervisor_pid):
+        return info
+    return None
+
+
+def up(root: Path, detach: bool) -> int:
+    existing = running_stack(root)
+    if existing:
+        _say(f"dockyard is already up under {root} (supervisor pid {existing.supervisor_pid})")
+        return 0
+    if detach:
+        return _up_detached(root)
+    supervisor = Supervisor(root)
+
+    def request_stop(signum, frame):
+        supervisor.stopping = True
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    try:
+        info = supervisor.start()
+        print_summary(info)
+        _say("press Ctrl-C to stop")
+        supervisor.watch()
+    except (ServerError, StackError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        supervisor.stop()
+        return 1
+    _say("stopping dockyard")
+    supervisor.stop()
+    _say("stopped; data kept in " + str(root))
+    return 0
+
+
+def _up_detached(root: Path) -> int:
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "logs").mkdir(exist_ok=True)
+    log_path = root / "logs" / "up.log"
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "dockyard", "up"], stdout=log, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True,
+                                env=dict(os.environ, DOCKYARD_HOME=str(root)))
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        info = config.read_stack(root)
+        if info and info.ready and info.supervisor_pid == proc.pid:
+            print_summary(info)
+            return 0
+        if proc.poll() is not None:
+            print(f"error: dockyard up failed; its log ({log_path}):\n{tail(log_path)}", file=sys.stderr)
+            return 1
+        time.sleep(0.1)
+    print(f"error: dockyard up did not become ready in time; see {log_path}", file=sys.stderr)
+    return 1
+
+
+def down(root: Path) -> int:
+    info = config.read_stack(root)
+    if info is None:
+        _say(f"dockyard is not running under {root}")
+        return 0
+    if pid_alive(info.supervisor_pid):
+        os.kill(info.supervisor_pid, signal.SIGTERM)
+        deadline = time.monotonic() + 90
+        while pid_alive(info.supervisor_pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+    if pid_alive(info.supervisor_pid):
+        terminate(info.supervisor_pid, grace=0)
+    # Whatever the supervisor left behind (it may have crashed) goes too.
+    for component in reversed(info.components):
+        if component.name == "postgres" and component.pid and pid_alive(component.pid):
+            PostgresServer(Path(info.home) / "postgres" / "data").stop()
+        elif component.pid:
+            terminate(component.pid)
+    config.stack_file(root).unlink(missing_ok=True)
+    _say(f"dockyard stopped; data kept in {root}")
+    return 0
+
+
+def component_health(component: ComponentInfo) -> tuple[bool, str]:
+    if component.pid and not pid_alive(component.pid):
+        return False, "not running"
+    if component.name == "nats":
+        ok = _http_ok(component.health_url + "/healthz?js-enabled-only=true") if component.health_url \
+            else _tcp_ok(component.url)
+    elif component.name == "postgres":
+        ok = database_ready(component.url)
+    else:
+        ok = _http_ok(component.health_url + "/readyz")
+    return ok, "healthy" if ok else "unhealthy"
+
+
+def status(root: Path) -> int:
+    from dockyard.printers import format_table
+
+    info = config.read_stack(root)
+    if info is None:
+        _say(f"dockyard is not running under {root}")
+        return 1
+    rows, all_ok = [], True
+    for component in info.components:
+        ok, state = component_health(component)
+        all_ok &= ok
+        endpoint = component.url if component.name in ("nats", "postgres") else component.health_url + "/metrics"
+        rows.append([component.name, state, str(component.pid or "external"), endpoint])
+    supervisor = "running" if pid_alive(info.supervisor_pid) else "not running"
+    _say(f"home: {info.home}   supervisor: {supervisor} (pid {info.supervisor_pid})")
+    _say(format_table(["COMPONENT", "STATUS", "PID", "ENDPOINT"], rows))
+    return 0 if all_ok else 1

@@ -1,0 +1,80 @@
+"""State from events: the pure fold every projection, query and replay shares."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import msgspec
+
+from dockyard.eventlog import EventRecord
+from dockyard.schemas.events import (
+    DeploymentCreated,
+    DeploymentDeleted,
+    DeploymentStatusChanged,
+    DeploymentUpdated,
+    NodeDeregistered,
+    NodeRegistered,
+    NodeStatusChanged,
+    NodeUpdated,
+    PodCreated,
+    PodDeleted,
+    PodScheduled,
+    PodStatusChanged,
+    PodUpdated,
+)
+from dockyard.schemas.manifests import Condition, Deployment, Node, Pod
+
+Resource = Deployment | Pod | Node
+
+_replace = msgspec.structs.replace
+
+
+def _stamped(resource: Resource, seq: int) -> Resource:
+    return _replace(resource, metadata=_replace(resource.metadata, resource_version=str(seq)))
+
+
+def _with_spec_of(current: Resource | None, incoming: Resource, seq: int) -> Resource:
+    """The incoming metadata and spec, the current status (status is never applied)."""
+    if current is not None:
+        incoming = _replace(incoming, status=current.status)
+    return _stamped(incoming, seq)
+
+
+def evolve(current: Resource | None, record: EventRecord) -> Resource | None:
+    """The resource after one event; None once it is deleted (or before it exists)."""
+    event = record.event
+    match event:
+        case DeploymentCreated(deployment=obj) | DeploymentUpdated(deployment=obj):
+            return _with_spec_of(current, obj, record.seq)
+        case PodCreated(pod=obj) | PodUpdated(pod=obj):
+            return _with_spec_of(current, obj, record.seq)
+        case NodeRegistered(node=obj) | NodeUpdated(node=obj):
+            return _with_spec_of(current, obj, record.seq)
+        case DeploymentDeleted() | PodDeleted() | NodeDeregistered():
+            return None
+    if current is None:
+        return None  # a status event for something deleted or never created
+    match event:
+        case DeploymentStatusChanged(status=status) | PodStatusChanged(status=status) | NodeStatusChanged(
+            status=status
+        ):
+            return _stamped(_replace(current, status=status), record.seq)
+        case PodScheduled(node_name=node_name):
+            return _stamped(_scheduled(current, node_name, record.time), record.seq)
+    return current
+
+
+def _scheduled(pod: Pod, node_name: str, time: str) -> Pod:
+    condition = Condition(type="PodScheduled", status="True", last_transition_time=time)
+    others = tuple(c for c in pod.status.conditions if c.type != "PodScheduled")
+    return _replace(
+        pod,
+        spec=_replace(pod.spec, node_name=node_name),
+        status=_replace(pod.status, conditions=(condition, *others)),
+    )
+
+
+def fold(records: Iterable[EventRecord], current: Resource | None = None) -> Resource | None:
+    for record in records:
+        current = evolve(current, record)
+    return current

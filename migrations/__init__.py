@@ -1,0 +1,1 @@
+"""Alembic migrations: own every table, checkpoints included."""

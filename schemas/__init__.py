@@ -1,0 +1,1 @@
+"""Wire types: msgspec structs for events, commands, manifests and query results. No I/O."""

@@ -1,0 +1,264 @@
+"""Manifest kinds (Deployment, Pod, Node) as msgspec structs, in Kubernetes' camelCase wire shape."""
+
+from typing import ClassVar, Literal
+
+import msgspec
+
+from dockyard.schemas.quantity import Quantity
+
+API_VERSION = "dockyard.io/v1"
+
+RESTART_POLICIES = ("Always", "OnFailure", "Never")
+IMAGE_PULL_POLICIES = ("", "Always", "IfNotPresent", "Never")
+PROTOCOLS = ("TCP", "UDP", "SCTP")
+HTTP_SCHEMES = ("HTTP", "HTTPS")
+TAINT_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
+TOLERATION_OPERATORS = ("Equal", "Exists")
+STRATEGY_TYPES = ("RollingUpdate", "Recreate")
+RESOURCE_NAMES = ("cpu", "ephemeral-storage", "memory", "pods")
+CONDITION_STATUSES = ("True", "False", "Unknown")
+CONTAINER_STATES = ("waiting", "running", "terminated")
+
+
+class ManifestStruct(
+    msgspec.Struct,
+    kw_only=True,
+    frozen=True,
+    forbid_unknown_fields=True,
+    omit_defaults=True,
+    rename="camel",
+):
+    """Base of every manifest struct: immutable, strict, camelCase on the wire.
+
+    msgspec inherits every option here except kw_only, so each subclass repeats it.
+    """
+
+
+# Nested structs default through a factory, never a shared instance: msgspec's
+# omit_defaults omits by identity, so a shared default would make two equal
+# objects encode differently.
+def _default(struct: type):
+    return msgspec.field(default_factory=struct)
+
+
+class ObjectMeta(ManifestStruct, kw_only=True):
+    name: str
+    namespace: str = ""
+    labels: dict[str, str] = msgspec.field(default_factory=dict)
+    annotations: dict[str, str] = msgspec.field(default_factory=dict)
+    uid: str = ""
+    generation: int = 0
+    resource_version: str = ""
+    creation_timestamp: str = ""  # RFC 3339
+
+
+class TemplateMeta(ManifestStruct, kw_only=True):
+    labels: dict[str, str] = msgspec.field(default_factory=dict)
+    annotations: dict[str, str] = msgspec.field(default_factory=dict)
+
+
+class EnvVar(ManifestStruct, kw_only=True):
+    name: str
+    value: str = ""
+
+
+class ContainerPort(ManifestStruct, kw_only=True):
+    container_port: int
+    name: str = ""
+    protocol: str = "TCP"
+    host_port: int = 0
+
+
+class ResourceRequirements(ManifestStruct, kw_only=True):
+    requests: dict[str, Quantity] = msgspec.field(default_factory=dict)
+    limits: dict[str, Quantity] = msgspec.field(default_factory=dict)
+
+
+class ExecAction(ManifestStruct, kw_only=True):
+    command: tuple[str, ...]
+
+
+class HTTPGetAction(ManifestStruct, kw_only=True):
+    path: str = "/"
+    port: int | str
+    scheme: str = "HTTP"
+
+
+class TCPSocketAction(ManifestStruct, kw_only=True):
+    port: int | str
+
+
+class Probe(ManifestStruct, kw_only=True):
+    exec: ExecAction | None = None
+    http_get: HTTPGetAction | None = None
+    tcp_socket: TCPSocketAction | None = None
+    initial_delay_seconds: int = 0
+    period_seconds: int = 10
+    timeout_seconds: int = 1
+    success_threshold: int = 1
+    failure_threshold: int = 3
+
+
+class Container(ManifestStruct, kw_only=True):
+    name: str
+    image: str = ""
+    command: tuple[str, ...] = ()
+    args: tuple[str, ...] = ()
+    env: tuple[EnvVar, ...] = ()
+    ports: tuple[ContainerPort, ...] = ()
+    resources: ResourceRequirements = _default(ResourceRequirements)
+    liveness_probe: Probe | None = None
+    readiness_probe: Probe | None = None
+    startup_probe: Probe | None = None
+    working_dir: str = ""
+    image_pull_policy: str = ""
+
+
+class Toleration(ManifestStruct, kw_only=True):
+    key: str = ""
+    operator: str = "Equal"
+    value: str = ""
+    effect: str = ""
+
+
+class Taint(ManifestStruct, kw_only=True):
+    key: str
+    value: str = ""
+    effect: str
+
+
+class PodSpec(ManifestStruct, kw_only=True):
+    containers: tuple[Container, ...]
+    restart_policy: str = "Always"
+    node_selector: dict[str, str] = msgspec.field(default_factory=dict)
+    node_name: str = ""
+    tolerations: tuple[Toleration, ...] = ()
+    termination_grace_period_seconds: int = 30
+    host_network: bool = False
+
+
+class PodTemplateSpec(ManifestStruct, kw_only=True):
+    metadata: TemplateMeta = _default(TemplateMeta)
+    spec: PodSpec
+
+
+class LabelSelector(ManifestStruct, kw_only=True):
+    match_labels: dict[str, str] = msgspec.field(default_factory=dict)
+
+
+class RollingUpdate(ManifestStruct, kw_only=True):
+    max_surge: int | str = "25%"
+    max_unavailable: int | str = "25%"
+
+
+class DeploymentStrategy(ManifestStruct, kw_only=True):
+    type: str = "RollingUpdate"
+    rolling_update: RollingUpdate | None = None
+
+
+class DeploymentSpec(ManifestStruct, kw_only=True):
+    replicas: int = 1
+    selector: LabelSelector
+    template: PodTemplateSpec
+    strategy: DeploymentStrategy = _default(DeploymentStrategy)
+    min_ready_seconds: int = 0
+    revision_history_limit: int = 10
+    paused: bool = False
+
+
+class NodeSpec(ManifestStruct, kw_only=True):
+    capacity: dict[str, Quantity] = msgspec.field(default_factory=dict)
+    taints: tuple[Taint, ...] = ()
+    unschedulable: bool = False
+
+
+class Condition(ManifestStruct, kw_only=True):
+    type: str
+    status: str
+    reason: str = ""
+    message: str = ""
+    last_transition_time: str = ""
+
+
+class ContainerStatus(ManifestStruct, kw_only=True):
+    name: str
+    ready: bool = False
+    restart_count: int = 0
+    state: str = "waiting"
+    reason: str = ""
+    exit_code: int | None = None
+    image: str = ""
+
+
+class PodStatus(ManifestStruct, kw_only=True):
+    phase: str = "Pending"
+    conditions: tuple[Condition, ...] = ()
+    container_statuses: tuple[ContainerStatus, ...] = ()
+    reason: str = ""
+    message: str = ""
+    host_ip: str = msgspec.field(default="", name="hostIP")  # Kubernetes spells it hostIP
+    start_time: str = ""
+
+
+class DeploymentStatus(ManifestStruct, kw_only=True):
+    observed_generation: int = 0
+    replicas: int = 0
+    updated_replicas: int = 0
+    ready_replicas: int = 0
+    available_replicas: int = 0
+    unavailable_replicas: int = 0
+    conditions: tuple[Condition, ...] = ()
+
+
+class NodeStatus(ManifestStruct, kw_only=True):
+    capacity: dict[str, Quantity] = msgspec.field(default_factory=dict)
+    allocatable: dict[str, Quantity] = msgspec.field(default_factory=dict)
+    conditions: tuple[Condition, ...] = ()
+
+
+# The kinds always carry apiVersion, kind and status on the wire, as kubectl shows them.
+class Deployment(ManifestStruct, kw_only=True, omit_defaults=False):
+    NAMESPACED: ClassVar[bool] = True
+
+    api_version: str = API_VERSION
+    kind: Literal["Deployment"] = "Deployment"
+    metadata: ObjectMeta
+    spec: DeploymentSpec
+    status: DeploymentStatus = _default(DeploymentStatus)
+
+
+class Pod(ManifestStruct, kw_only=True, omit_defaults=False):
+    NAMESPACED: ClassVar[bool] = True
+
+    api_version: str = API_VERSION
+    kind: Literal["Pod"] = "Pod"
+    metadata: ObjectMeta
+    spec: PodSpec
+    status: PodStatus = _default(PodStatus)
+
+
+class Node(ManifestStruct, kw_only=True, omit_defaults=False):
+    NAMESPACED: ClassVar[bool] = False
+
+    api_version: str = API_VERSION
+    kind: Literal["Node"] = "Node"
+    metadata: ObjectMeta
+    spec: NodeSpec = _default(NodeSpec)
+    status: NodeStatus = _default(NodeStatus)
+
+
+Resource = Deployment | Pod | Node
+
+KINDS: dict[str, type[Resource]] = {"Deployment": Deployment, "Node": Node, "Pod": Pod}
+
+KIND_ALIASES: dict[str, str] = {
+    "deployment": "Deployment",
+    "deployments": "Deployment",
+    "deploy": "Deployment",
+    "pod": "Pod",
+    "pods": "Pod",
+    "po": "Pod",
+    "node": "Node",
+    "nodes": "Node",
+    "no": "Node",
+}

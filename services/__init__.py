@@ -1,0 +1,1 @@
+"""Dockyard services, one package each, runnable as `python -m dockyard.services.<name>`."""
