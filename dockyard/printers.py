@@ -113,15 +113,35 @@ def table_rows(kind: str, objects: Iterable[Obj], wide: bool, all_namespaces: bo
     return headers, rows
 
 
-def format_table(headers: list[str], rows: list[list[str]], with_headers: bool = True) -> str:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
+def format_table(headers: list[str], rows: list[list[str]], with_headers: bool = True,
+                 widths: list[int] | None = None) -> str:
+    """Columns padded to their widest cell (or to fixed `widths`, for rows printed as they come)."""
+    widths = widths or [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
     lines = [headers] if with_headers else []
     lines.extend(rows)
     return "\n".join("   ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip() for line in lines)
 
 
+_TOP_ORDER = ("apiVersion", "kind", "metadata", "spec", "status")
+_META_ORDER = ("name", "namespace", "uid", "resourceVersion", "generation", "creationTimestamp", "labels",
+               "annotations")
+
+
+def _ordered(mapping: Obj, order: tuple[str, ...]) -> Obj:
+    return {**{k: mapping[k] for k in order if k in mapping}, **{k: v for k, v in mapping.items() if k not in order}}
+
+
+def kubernetes_order(obj: Obj) -> Obj:
+    """Keys in the order kubectl prints them: apiVersion, kind, metadata (name first), spec, status."""
+    obj = _ordered(obj, _TOP_ORDER)
+    if isinstance(obj.get("metadata"), dict):
+        obj["metadata"] = _ordered(obj["metadata"], _META_ORDER)
+    return obj
+
+
 def as_list(items: list[Obj]) -> Obj:
-    return {"apiVersion": "v1", "kind": "List", "items": items, "metadata": {"resourceVersion": ""}}
+    return {"apiVersion": "v1", "kind": "List", "items": [kubernetes_order(i) for i in items],
+            "metadata": {"resourceVersion": ""}}
 
 
 def to_json(data: Any) -> str:

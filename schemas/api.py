@@ -17,7 +17,7 @@ class _Request(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     pass
 
 
-class ApplyRequest(_Request):
+class ApplyRequest(_Request, kw_only=True):
     """Create or update one object from its manifest (the raw, decoded document)."""
 
     manifest: dict[str, Any]
@@ -26,7 +26,7 @@ class ApplyRequest(_Request):
     dry_run: bool = False
 
 
-class DeleteRequest(_Request):
+class DeleteRequest(_Request, kw_only=True):
     kind: str
     name: str
     namespace: str = ""
@@ -35,13 +35,13 @@ class DeleteRequest(_Request):
     dry_run: bool = False
 
 
-class GetRequest(_Request):
+class GetRequest(_Request, kw_only=True):
     kind: str
     name: str
     namespace: str = ""
 
 
-class ListRequest(_Request):
+class ListRequest(_Request, kw_only=True):
     kind: str
     namespace: str = ""  # "" means all namespaces
     selector: str = ""

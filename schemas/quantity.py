@@ -54,7 +54,7 @@ def parse_quantity(q: str | int | float) -> decimal.Decimal:
             value = context.create_decimal(text)
     except decimal.DecimalException:
         raise ValueError(f"{_quoted(q)} is too large") from None
-    if abs(value) > MAX_QUANTITY:
+    if value.copy_abs() > MAX_QUANTITY:
         raise ValueError(f"{_quoted(q)} is too large")
     return value
 

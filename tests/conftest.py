@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
+import subprocess
+import sys
 import tempfile
+import time
+import urllib.request
 import uuid
 from pathlib import Path
 
@@ -79,3 +84,71 @@ async def eventlog(nats_server):
     await log.ensure_streams()
     yield log
     await log.close()
+
+
+class ServiceProcess:
+    """A service started as users start it (`python -m dockyard.services.NAME`), killable."""
+
+    def __init__(self, name: str, nats_url: str, database_url: str, log_dir: Path):
+        self.name = name
+        self.env = dict(os.environ, DOCKYARD_NATS_URL=nats_url, DOCKYARD_DATABASE_URL=database_url)
+        self.log_path = log_dir / f"{name}.log"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> "ServiceProcess":
+        from dockyard.servers import free_port
+
+        port = free_port()
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", f"dockyard.services.{self.name}", "--metrics-port", str(port)],
+                env=self.env, stdout=log, stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited: {self.log_path.read_text()[-2000:]}")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as r:
+                    if r.status == 200:
+                        return self
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError(f"{self.name} did not become ready")
+
+    def kill(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+@pytest.fixture
+def services(nats_server, database_url, eventlog, tmp_path):
+    """Start services by name against this test's stream and database; all stopped afterwards."""
+    started: list[ServiceProcess] = []
+
+    def start(name: str) -> ServiceProcess:
+        service = ServiceProcess(name, nats_server.url, database_url, tmp_path).start()
+        started.append(service)
+        return service
+
+    yield start
+    for service in started:
+        service.stop()
+
+
+@pytest.fixture
+def stack_env(nats_server, database_url, services):
+    """Environment for running the `dockyard` CLI against a running api and projector."""
+    services("projector")
+    services("api")
+    return dict(os.environ, DOCKYARD_NATS_URL=nats_server.url, DOCKYARD_DATABASE_URL=database_url)

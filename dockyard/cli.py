@@ -1,0 +1,413 @@
+"""The `dockyard` command: kubectl's manners over the api, plus up/down/status for the stack."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import os
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import nats.errors
+
+from dockyard import config, printers, stack
+from dockyard.client import ApiCallError, ApiClient, Unreachable
+from dockyard.config import ConfigError
+from dockyard.eventlog import EventLog, EventRecord, kind_filter, parse_subject, subject_for
+from dockyard.manifests import ManifestError, load_documents
+from dockyard.schemas.manifests import KIND_ALIASES, KINDS
+from dockyard.selectors import SelectorError, matches, parse_selector
+
+
+class CliError(Exception):
+    """An error for the user: printed as `error: ...` on stderr, exit code 1."""
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def resolve_kind(kind: str) -> str:
+    resolved = KIND_ALIASES.get(kind.lower()) or (kind if kind in KINDS else None)
+    if resolved is None:
+        raise CliError(f'the server doesn\'t have a resource type "{kind}"')
+    return resolved
+
+
+def subject_kind(kind: str) -> str:
+    return kind.lower()
+
+
+async def _client() -> ApiClient:
+    return await ApiClient.connect(config.nats_url())
+
+
+def run_async(coro_fn: Callable[..., Any], *args: Any) -> int:
+    async def runner() -> int:
+        client = await _client()
+        try:
+            return await coro_fn(client, *args) or 0
+        finally:
+            await client.close()
+
+    return asyncio.run(runner())
+
+
+_DURATION = re.compile(r"^(\d+)(s|m|h|d)$")
+
+
+def parse_since(value: str, now: dt.datetime | None = None) -> dt.datetime:
+    """`10m`, `2h`, `3d` ago, or an RFC 3339 time."""
+    now = now or dt.datetime.now(dt.timezone.utc)
+    if match := _DURATION.match(value.strip()):
+        seconds = int(match.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
+        return now - dt.timedelta(seconds=seconds)
+    try:
+        parsed = dt.datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise CliError(f'--since: "{value}" is neither a duration (10m, 2h) nor a time (2026-01-02T15:04:05Z)') from exc
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.timezone.utc)
+
+
+def _read_source(source: str) -> tuple[bytes, str]:
+    if source == "-":
+        return sys.stdin.buffer.read(), "<stdin>"
+    try:
+        return Path(source).read_bytes(), source
+    except OSError as exc:
+        raise CliError(f"{source}: {exc.strerror or exc}") from exc
+
+
+def manifest_files(paths: list[str], recursive: bool) -> list[str]:
+    files: list[str] = []
+    for path in paths:
+        p = Path(path)
+        if path != "-" and p.is_dir():
+            pattern = "**/*" if recursive else "*"
+            found = sorted(str(f) for f in p.glob(pattern) if f.suffix in (".yaml", ".yml", ".json") and f.is_file())
+            if not found:
+                raise CliError(f"{path}: no .yaml, .yml or .json files in this directory")
+            files.extend(found)
+        else:
+            files.append(path)
+    return files
+
+
+def load_manifests(paths: list[str], recursive: bool, namespace: str) -> list[tuple[str, dict]]:
+    """(where, document) for every document in the files, or a CliError naming the first bad one."""
+    documents: list[tuple[str, dict]] = []
+    for path in manifest_files(paths, recursive):
+        data, source = _read_source(path)
+        try:
+            docs = load_documents(data, source)
+        except ManifestError as exc:
+            raise CliError(str(exc)) from exc
+        for index, doc in enumerate(docs, start=1):
+            if namespace and isinstance(doc.get("metadata"), dict):
+                declared = doc["metadata"].get("namespace")
+                if declared and declared != namespace:
+                    raise CliError(f"{source}: document {index}: the namespace from the provided object "
+                                   f'"{declared}" does not match the namespace "{namespace}"')
+                doc["metadata"].setdefault("namespace", namespace)
+            documents.append((f"{source}: document {index}" if len(docs) > 1 else source, doc))
+    if not documents:
+        raise CliError("no objects passed to apply")
+    return documents
+
+
+def _api_error(where: str, exc: ApiCallError) -> str:
+    if exc.details:
+        return "\n".join(f"error: {where}: {d}" for d in exc.details)
+    return f"error: {where}: {exc}" if where else f"error: {exc}"
+
+
+def _namespace(args: argparse.Namespace) -> str:
+    return "" if getattr(args, "all_namespaces", False) else (args.namespace or "default")
+
+
+# ---------------------------------------------------------------- commands
+
+
+async def cmd_apply(client: ApiClient, args: argparse.Namespace) -> int:
+    documents = load_manifests(args.filename, args.recursive, args.namespace or "")
+    failed = False
+    suffix = " (server dry run)" if args.dry_run else ""
+    for where, doc in documents:
+        try:
+            result = await client.apply(doc, dry_run=args.dry_run)
+        except ApiCallError as exc:
+            print(_api_error(where, exc), file=sys.stderr)
+            failed = True
+            continue
+        print(f"{result.kind.lower()}/{result.name} {result.result}{suffix}")
+    return 1 if failed else 0
+
+
+async def cmd_delete(client: ApiClient, args: argparse.Namespace) -> int:
+    targets: list[tuple[str, str, str]] = []
+    if args.filename:
+        for _, doc in load_manifests(args.filename, args.recursive, args.namespace or ""):
+            meta = doc.get("metadata") or {}
+            targets.append((str(doc.get("kind", "")), str(meta.get("name", "")), meta.get("namespace") or ""))
+    elif args.kind and args.names:
+        kind = resolve_kind(args.kind)
+        targets = [(kind, name, args.namespace or "") for name in args.names]
+    else:
+        raise CliError("give KIND NAME... or -f FILE")
+    failed = False
+    for kind, name, namespace in targets:
+        try:
+            result = await client.delete(kind, name, namespace, dry_run=args.dry_run)
+        except ApiCallError as exc:
+            print(_api_error("", exc), file=sys.stderr)
+            failed = True
+            continue
+        print(f'{result.kind.lower()} "{result.name}" deleted' + (" (server dry run)" if args.dry_run else ""))
+    return 1 if failed else 0
+
+
+def _print_objects(kind: str, objects: list[dict], args: argparse.Namespace, single: bool,
+                   with_headers: bool = True) -> None:
+    output = args.output or "table"
+    if output in ("json", "yaml"):
+        data = printers.kubernetes_order(objects[0]) if single else printers.as_list(objects)
+        print(printers.to_json(data) if output == "json" else printers.to_yaml(data))
+    elif output == "name":
+        for obj in objects:
+            print(printers.name_of(obj))
+    else:
+        headers, rows = printers.table_rows(kind, objects, output == "wide", args.all_namespaces)
+        print(printers.format_table(headers, rows, with_headers))
+
+
+async def cmd_get(client: ApiClient, args: argparse.Namespace) -> int:
+    kind = resolve_kind(args.kind)
+    if args.output not in (None, "table", "wide", "json", "yaml", "name"):
+        raise CliError(f'unable to match a printer suitable for the output format "{args.output}", '
+                       f"allowed formats are: json,name,table,wide,yaml")
+    namespace = _namespace(args)
+    if args.name:
+        objects = [await client.get(kind, args.name, namespace)]
+        position = int(objects[0]["metadata"].get("resourceVersion") or 0)
+    else:
+        objects, position = await client.list(kind, namespace, args.selector or "")
+    if objects:
+        _print_objects(kind, objects, args, single=bool(args.name))
+    elif not args.watch:
+        where = " in any namespace" if args.all_namespaces or not KINDS[kind].NAMESPACED else \
+            f" in {namespace} namespace"
+        print(f"No resources found{where}.", file=sys.stderr)
+    if args.watch:
+        await watch(client, kind, namespace, args, objects, position)
+    return 0
+
+
+async def watch(client: ApiClient, kind: str, namespace: str, args: argparse.Namespace,
+                objects: list[dict], position: int) -> None:
+    """Follow live events after the listed position, printing each object as it changes."""
+    from dockyard.state import evolve
+
+    current = {(o["metadata"].get("namespace", ""), o["metadata"]["name"]): msgspec.convert(o, KINDS[kind])
+               for o in objects}
+    requirements = parse_selector(args.selector or "")
+    async for record in client.log.read(kind_filter(subject_kind(kind)), start_seq=position + 1, follow=True):
+        _, ns, name = parse_subject(record.subject)
+        if namespace and ns != namespace or (args.name and name != args.name):
+            continue
+        before = current.get((ns, name))
+        after = evolve(before, record)
+        shown = after or before
+        if after is None:
+            current.pop((ns, name), None)
+        else:
+            current[(ns, name)] = after
+        if shown is None or not matches(shown.metadata.labels, requirements):
+            continue
+        _print_objects(kind, [msgspec.to_builtins(shown)], args, single=True, with_headers=False)
+        sys.stdout.flush()
+
+
+def _history_rows(records: list[EventRecord]) -> list[tuple[str, str, str, str]]:
+    rows = []
+    for record in records[-20:]:
+        event = msgspec.to_builtins(record.event)
+        event.pop("type", None)
+        detail = ", ".join(f"{k}={v}" for k, v in event.items() if not isinstance(v, (dict, list)))
+        rows.append((printers.age(record.time), record.type, record.actor, detail or "-"))
+    return rows
+
+
+async def cmd_describe(client: ApiClient, args: argparse.Namespace) -> int:
+    kind = resolve_kind(args.kind)
+    namespace = _namespace(args)
+    names = [args.name] if args.name else [o["metadata"]["name"] for o in (await client.list(kind, namespace))[0]]
+    for index, name in enumerate(names):
+        obj = await client.get(kind, name, namespace)
+        meta = obj["metadata"]
+        records = await client.log.read_aggregate(subject_for(subject_kind(kind), meta.get("namespace", ""), name))
+        if index:
+            print()
+        print(printers.describe(obj, _history_rows(records)))
+    return 0
+
+
+async def cmd_events(client: ApiClient, args: argparse.Namespace) -> int:
+    kind = subject_kind(resolve_kind(args.kind)) if args.kind else None
+    if args.kind and args.kind.lower() in ("command", "commands"):
+        kind = "command"
+    since = parse_since(args.since) if args.since else None
+    headers = ["SEQ", "AGE", "TYPE", "OBJECT", "ACTOR"]
+    widths = [8, 6, 30, 44, 10]  # fixed: rows print as they arrive
+    printed_header = False
+    async for record in client.log.read(kind_filter(kind), start_time=since, follow=args.follow):
+        _, ns, name = parse_subject(record.subject)
+        obj = f"{record.subject.split('.')[2]}/{ns + '/' if ns else ''}{name}"
+        row = [str(record.seq), printers.age(record.time), record.type, obj, record.actor]
+        print(printers.format_table(headers, [row], with_headers=not printed_header, widths=widths))
+        printed_header = True
+        sys.stdout.flush()
+    if not printed_header:
+        print("No events found.", file=sys.stderr)
+    return 0
+
+
+def cmd_projections(args: argparse.Namespace) -> int:
+    from dockyard.services.projector import admin
+
+    try:
+        if args.action == "status":
+            return asyncio.run(admin.print_status(config.nats_url(), config.database_url()))
+        return asyncio.run(admin.rebuild(config.nats_url(), config.database_url(), args.name))
+    except admin.RebuildError as exc:
+        raise CliError(str(exc)) from exc
+
+
+def cmd_schemas(args: argparse.Namespace) -> int:
+    from dockyard.schemas.catalog import export
+
+    written = export(Path(args.directory))
+    print(f"wrote {len(written)} schemas to {args.directory}")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace, rest: list[str]) -> int:
+    from dockyard.services.runner import SERVICES, main as run_main
+
+    if args.service not in SERVICES:
+        raise CliError(f'unknown service "{args.service}" (known: {", ".join(sorted(SERVICES))})')
+    run_main(args.service, rest)
+    return 0
+
+
+# ---------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dockyard", description="Container orchestration on an event log.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    up = sub.add_parser("up", help="start the platform (NATS, PostgreSQL, services) under DOCKYARD_HOME")
+    up.add_argument("-d", "--detach", action="store_true", help="return once everything is ready")
+    sub.add_parser("down", help="stop what `up` started; keep the data")
+    sub.add_parser("status", help="show each component and whether it is healthy")
+
+    def add_namespace(p: argparse.ArgumentParser, all_ns: bool = True) -> None:
+        p.add_argument("-n", "--namespace", default="", help="the namespace (default: default)")
+        if all_ns:
+            p.add_argument("-A", "--all-namespaces", action="store_true", help="across all namespaces")
+
+    apply = sub.add_parser("apply", help="create or update objects from manifests")
+    apply.add_argument("-f", "--filename", action="append", required=True, help="FILE, DIR or - for stdin")
+    apply.add_argument("-R", "--recursive", action="store_true", help="walk directories recursively")
+    apply.add_argument("--dry-run", action="store_true", help="validate and decide, change nothing")
+    add_namespace(apply, all_ns=False)
+
+    get = sub.add_parser("get", help="list objects or show one")
+    get.add_argument("kind")
+    get.add_argument("name", nargs="?")
+    get.add_argument("-o", "--output", help="table|wide|json|yaml|name")
+    get.add_argument("-l", "--selector", help="label selector, e.g. app=web,tier!=db")
+    get.add_argument("-w", "--watch", action="store_true", help="after listing, follow changes")
+    add_namespace(get)
+
+    describe = sub.add_parser("describe", help="show an object in detail, with its recent events")
+    describe.add_argument("kind")
+    describe.add_argument("name", nargs="?")
+    add_namespace(describe)
+
+    delete = sub.add_parser("delete", help="delete objects by name or by manifest")
+    delete.add_argument("kind", nargs="?")
+    delete.add_argument("names", nargs="*")
+    delete.add_argument("-f", "--filename", action="append", help="FILE, DIR or -")
+    delete.add_argument("-R", "--recursive", action="store_true")
+    delete.add_argument("--dry-run", action="store_true")
+    add_namespace(delete, all_ns=False)
+
+    events = sub.add_parser("events", help="the event log, oldest first")
+    events.add_argument("--follow", "-f", action="store_true", help="keep printing new events")
+    events.add_argument("--kind", help="only events of this kind (pod, deployment, node, command)")
+    events.add_argument("--since", help="a duration (10m, 2h) or an RFC 3339 time")
+
+    projections = sub.add_parser("projections", help="read models: status and rebuild")
+    projections_sub = projections.add_subparsers(dest="action", required=True)
+    projections_sub.add_parser("status", help="each projection's position and lag")
+    rebuild = projections_sub.add_parser("rebuild", help="rebuild from sequence 1 and swap in")
+    rebuild.add_argument("name")
+
+    schemas = sub.add_parser("schemas", help="the event and manifest catalog")
+    schemas_sub = schemas.add_subparsers(dest="action", required=True)
+    export = schemas_sub.add_parser("export", help="write a JSON Schema for every event and manifest kind")
+    export.add_argument("directory")
+
+    run = sub.add_parser("run", help="run one service in the foreground")
+    run.add_argument("service")
+    return parser
+
+
+def dispatch(args: argparse.Namespace, rest: list[str]) -> int:
+    if args.command == "up":
+        return stack.up(config.home(), args.detach)
+    if args.command == "down":
+        return stack.down(config.home())
+    if args.command == "status":
+        return stack.status(config.home())
+    if args.command == "run":
+        return cmd_run(args, rest)
+    if args.command == "projections":
+        return cmd_projections(args)
+    if args.command == "schemas":
+        return cmd_schemas(args)
+    commands = {"apply": cmd_apply, "get": cmd_get, "describe": cmd_describe, "delete": cmd_delete,
+                "events": cmd_events}
+    return run_async(commands[args.command], args)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = build_parser()
+    args, rest = parser.parse_known_args(argv)
+    if rest and args.command != "run":
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    try:
+        code = dispatch(args, rest)
+    except KeyboardInterrupt:
+        code = 130
+    except ApiCallError as exc:
+        print(_api_error("", exc), file=sys.stderr)
+        code = 1
+    except (CliError, ConfigError, Unreachable, SelectorError, ManifestError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        code = 1
+    except (OSError, asyncio.TimeoutError, nats.errors.Error) as exc:
+        print(f"error: {exc.__class__.__name__}: {exc}", file=sys.stderr)
+        code = 1
+    except Exception as exc:  # the last line of defence: no traceback reaches a user
+        if os.environ.get("DOCKYARD_DEBUG"):
+            raise
+        print(f"error: unexpected {exc.__class__.__name__}: {exc} (DOCKYARD_DEBUG=1 shows the traceback)",
+              file=sys.stderr)
+        code = 1
+    sys.exit(code)
