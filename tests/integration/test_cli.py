@@ -1,0 +1,203 @@
+"""The CLI as users run it, against a real api, projector, NATS and PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from sqlalchemy import create_engine, text
+
+from tests.builders import deployment_manifest, pod_manifest
+
+
+def dockyard(env, *args: str, stdin: bytes | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "dockyard", *args], env=env, input=stdin,
+                          capture_output=True, timeout=timeout)
+
+
+def ok(result: subprocess.CompletedProcess) -> str:
+    assert result.returncode == 0, result.stderr.decode()
+    return result.stdout.decode()
+
+
+def refused(result: subprocess.CompletedProcess) -> str:
+    stderr = result.stderr.decode()
+    assert result.returncode == 1, (result.stdout, stderr)
+    assert "Traceback" not in stderr
+    assert stderr.startswith("error: ")
+    return stderr
+
+
+def write(tmp_path: Path, name: str, *documents: dict) -> str:
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump_all(documents))
+    return str(path)
+
+
+def test_apply_get_describe_delete_round_trip(stack_env, tmp_path):
+    manifest = write(tmp_path, "web.yaml", deployment_manifest("web", replicas=3), pod_manifest("solo"))
+
+    assert ok(dockyard(stack_env, "apply", "-f", manifest)).splitlines() == [
+        "deployment/web created", "pod/solo created"]
+    assert ok(dockyard(stack_env, "apply", "-f", manifest)).splitlines() == [
+        "deployment/web unchanged", "pod/solo unchanged"]
+
+    stored = json.loads(ok(dockyard(stack_env, "get", "deployment", "web", "-o", "json")))
+    assert list(stored)[:3] == ["apiVersion", "kind", "metadata"]
+    assert stored["kind"] == "Deployment" and stored["apiVersion"] == "dockyard.io/v1"
+    assert stored["metadata"]["generation"] == 1 and stored["metadata"]["uid"]
+    assert stored["spec"]["replicas"] == 3
+    assert stored["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"] == {
+        "cpu": "250m", "memory": "64Mi"}
+
+    changed = write(tmp_path, "web2.yaml", deployment_manifest("web", replicas=5))
+    assert ok(dockyard(stack_env, "apply", "-f", changed)).strip() == "deployment/web configured"
+    stored = yaml.safe_load(ok(dockyard(stack_env, "get", "deploy", "web", "-o", "yaml")))
+    assert (stored["spec"]["replicas"], stored["metadata"]["generation"]) == (5, 2)
+
+    table = ok(dockyard(stack_env, "get", "deployments"))
+    assert table.splitlines()[0].split() == ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"]
+    assert table.splitlines()[1].split()[:2] == ["web", "0/5"]
+    assert ok(dockyard(stack_env, "get", "pods", "-o", "name")).strip() == "pod/solo"
+    listed = json.loads(ok(dockyard(stack_env, "get", "pods", "-A", "-o", "json")))
+    assert listed["kind"] == "List" and [i["metadata"]["name"] for i in listed["items"]] == ["solo"]
+
+    described = ok(dockyard(stack_env, "describe", "deployment", "web"))
+    assert "Replicas:       5 desired" in described
+    assert "deployment.created.v1" in described and "deployment.updated.v1" in described
+
+    assert ok(dockyard(stack_env, "delete", "deployment", "web")).strip() == 'deployment "web" deleted'
+    assert 'deployments "web" not found' in refused(dockyard(stack_env, "get", "deployment", "web"))
+    empty = dockyard(stack_env, "get", "deployments")
+    assert empty.returncode == 0 and empty.stdout == b""
+    assert empty.stderr.decode().strip() == "No resources found in default namespace."
+
+
+def test_label_selectors_namespaces_and_stdin(stack_env):
+    docs = [pod_manifest("a", "default"), pod_manifest("b", "team"), {**pod_manifest("c", "team"),
+                                                                      "metadata": {"name": "c", "namespace": "team",
+                                                                                   "labels": {"app": "db"}}}]
+    ok(dockyard(stack_env, "apply", "-f", "-", stdin=yaml.safe_dump_all(docs).encode()))
+
+    def names(*args: str) -> list[str]:
+        return ok(dockyard(stack_env, "get", "pods", "-o", "name", *args)).split()
+
+    assert names() == ["pod/a"]
+    assert names("-n", "team") == ["pod/b", "pod/c"]
+    assert names("-A", "-l", "app=web") == ["pod/a", "pod/b"]
+    assert names("-A", "-l", "app in (db,cache)") == ["pod/c"]
+    assert names("-A", "-l", "app!=web") == ["pod/c"]
+    assert names("-A", "-l", "!app") == []
+
+
+def test_dry_run_changes_nothing(stack_env, tmp_path):
+    manifest = write(tmp_path, "p.yaml", pod_manifest("dry"))
+    assert ok(dockyard(stack_env, "apply", "--dry-run", "-f", manifest)).strip() == "pod/dry created (server dry run)"
+    assert 'pods "dry" not found' in refused(dockyard(stack_env, "get", "pod", "dry"))
+
+
+BAD_MANIFESTS = {
+    "missing-name": (
+        {"apiVersion": "dockyard.io/v1", "kind": "Pod", "metadata": {},
+         "spec": {"containers": [{"name": "c", "image": "x"}]}},
+        "metadata.name",
+    ),
+    "wrong-type": ({**deployment_manifest(), "spec": {**deployment_manifest()["spec"], "replicas": "three"}},
+                   "spec.replicas"),
+    "unknown-kind": ({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"}}, "Service"),
+    "unsupported-kubernetes-fields": (
+        {"apiVersion": "apps/v1", **{k: v for k, v in deployment_manifest().items() if k != "apiVersion"},
+         "spec": {**deployment_manifest()["spec"], "template": {
+             "metadata": {"labels": {"app": "web"}},
+             "spec": {"volumes": [{"name": "v"}], "containers": [{"name": "web", "image": "nginx",
+                                                                  "securityContext": {}}]}}}},
+        "spec.template.spec.volumes",
+    ),
+    "bad-quantity": (deployment_manifest(cpu="lots"),
+                     'spec.template.spec.containers[0].resources.requests.cpu: "lots" is not a quantity'),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_MANIFESTS), ids=list(BAD_MANIFESTS))
+def test_bad_manifest_is_refused_with_the_field_named(stack_env, tmp_path, case):
+    document, expected = BAD_MANIFESTS[case]
+    stderr = refused(dockyard(stack_env, "apply", "-f", write(tmp_path, "bad.yaml", document)))
+    assert expected in stderr
+
+
+def test_unsupported_kubernetes_fields_are_all_listed(stack_env, tmp_path):
+    document, _ = BAD_MANIFESTS["unsupported-kubernetes-fields"]
+    stderr = refused(dockyard(stack_env, "apply", "-f", write(tmp_path, "k8s.yaml", document)))
+    assert "spec.template.spec.volumes" in stderr
+    assert "spec.template.spec.containers[0].securityContext" in stderr
+
+
+@pytest.mark.parametrize(
+    "content,expected",
+    [
+        (b"kind: Pod\nmetadata:\n  name: x\n" + b"  a: " + b"x" * (10 * 1024 * 1024) + b"\n", "MiB"),
+        (b"kind: Pod\nmetadata:\n  name: \xff\xfe\n", "UTF-8"),
+        (b"kind: Pod\nmetadata: [unclosed\n", "line"),
+    ],
+    ids=["10MB-document", "non-utf8", "yaml-syntax"],
+)
+def test_unreadable_input_is_refused_before_it_reaches_the_api(stack_env, tmp_path, content, expected):
+    path = tmp_path / "bad.yaml"
+    path.write_bytes(content)
+    assert expected in refused(dockyard(stack_env, "apply", "-f", str(path)))
+
+
+def test_every_command_is_recorded_accepted_or_refused(stack_env, tmp_path, database_url):
+    ok(dockyard(stack_env, "apply", "-f", write(tmp_path, "ok.yaml", pod_manifest("fine"))))
+    refused(dockyard(stack_env, "apply", "-f", write(tmp_path, "bad.yaml", deployment_manifest(cpu="lots"))))
+    refused(dockyard(stack_env, "delete", "pod", "ghost"))
+
+    engine = create_engine(database_url)
+    deadline = time.monotonic() + 10
+    while True:
+        with engine.connect() as conn:
+            rows = conn.execute(text("SELECT verb, kind, name, result, actor, reason FROM commands ORDER BY seq")).all()
+        if len(rows) == 3 or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    engine.dispose()
+    assert [(r.verb, r.kind, r.name, r.result) for r in rows] == [
+        ("apply", "Pod", "fine", "created"),
+        ("apply", "Deployment", "web", "refused"),
+        ("delete", "Pod", "ghost", "refused"),
+    ]
+    assert all(r.actor for r in rows)
+    assert "is not a quantity" in rows[1].reason
+
+
+def test_events_lists_the_log(stack_env, tmp_path):
+    ok(dockyard(stack_env, "apply", "-f", write(tmp_path, "p.yaml", pod_manifest("evt"))))
+    events = ok(dockyard(stack_env, "events", "--kind", "pod")).splitlines()
+    assert events[0].split() == ["SEQ", "AGE", "TYPE", "OBJECT", "ACTOR"]
+    assert "pod.created.v1" in events[1] and "pod/default/evt" in events[1]
+    assert ok(dockyard(stack_env, "events", "--since", "1h")).count("command.recorded.v1") == 1
+    refused(dockyard(stack_env, "events", "--since", "yesterday"))
+
+
+def test_watch_prints_changes_as_they_happen(stack_env, tmp_path):
+    watcher = subprocess.Popen([sys.executable, "-m", "dockyard", "get", "pods", "-w", "-o", "name"],
+                               env=stack_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        time.sleep(1.5)  # let it list and subscribe
+        ok(dockyard(stack_env, "apply", "-f", write(tmp_path, "p.yaml", pod_manifest("watched"))))
+        line = watcher.stdout.readline().decode().strip()
+        assert line == "pod/watched"
+    finally:
+        watcher.kill()
+        watcher.wait()
+
+
+def test_no_stack_is_a_clear_error(tmp_path):
+    env = {"PATH": "/usr/bin:/bin", "DOCKYARD_HOME": str(tmp_path / "none"), "HOME": str(tmp_path)}
+    stderr = refused(dockyard(env, "get", "pods"))
+    assert "dockyard up" in stderr
