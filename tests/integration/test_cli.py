@@ -201,3 +201,39 @@ def test_no_stack_is_a_clear_error(tmp_path):
     env = {"PATH": "/usr/bin:/bin", "DOCKYARD_HOME": str(tmp_path / "none"), "HOME": str(tmp_path)}
     stderr = refused(dockyard(env, "get", "pods"))
     assert "dockyard up" in stderr
+
+
+async def test_list_pages_with_continue_tokens(stack_env, nats_server):
+    from dockyard.client import ApiClient
+
+    client = await ApiClient.connect(nats_server.url, actor="tester")
+    try:
+        for i in range(7):
+            result = await client.apply(pod_manifest(f"p{i}"))
+            assert result.result == "created"
+        pages, token = [], ""
+        while True:
+            page = await client.list_page("pods", "default", limit=3, continue_token=token)
+            pages.append([item["metadata"]["name"] for item in page.items])
+            token = page.continue_token
+            if not token:
+                break
+        assert pages == [["p0", "p1", "p2"], ["p3", "p4", "p5"], ["p6"]]
+        everything, position = await client.list("pods", chunk=2)
+        assert len(everything) == 7 and position > 0
+    finally:
+        await client.close()
+
+
+def test_projections_status_and_rebuild_from_the_cli(stack_env, tmp_path):
+    ok(dockyard(stack_env, "apply", "-f", write(tmp_path, "p.yaml", pod_manifest("kept"))))
+    status = ok(dockyard(stack_env, "projections", "status")).splitlines()
+    assert status[0].split() == ["PROJECTION", "POSITION", "STREAM-LAST", "LAG"]
+    rows = {line.split()[0]: line.split()[1:] for line in status[1:]}
+    assert set(rows) == {"deployments", "pods", "nodes", "commands"}
+    assert rows["pods"][2] == "0"
+
+    rebuilt = ok(dockyard(stack_env, "projections", "rebuild", "pods"))
+    assert "swapped in" in rebuilt
+    assert ok(dockyard(stack_env, "get", "pods", "-o", "name")).strip() == "pod/kept"
+    assert 'unknown projection "nope"' in refused(dockyard(stack_env, "projections", "rebuild", "nope"))

@@ -1,0 +1,57 @@
+"""`dockyard up --detach`, `status`, `down`: the embedded stack as a user runs it, two side by side."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import yaml
+
+from tests.builders import deployment_manifest
+
+
+def dockyard(home, *args: str, stdin: bytes | None = None, timeout: float = 240) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKYARD_")}
+    env["DOCKYARD_HOME"] = str(home)
+    return subprocess.run([sys.executable, "-m", "dockyard", *args], env=env, input=stdin,
+                          capture_output=True, timeout=timeout)
+
+
+def test_two_stacks_run_side_by_side_and_keep_their_data(tmp_path):
+    homes = [tmp_path / "one", tmp_path / "two"]
+    try:
+        for home in homes:
+            started = dockyard(home, "up", "--detach")
+            assert started.returncode == 0, started.stderr.decode() + started.stdout.decode()
+            assert "dockyard is up" in started.stdout.decode()
+            assert (home / "stack.json").exists()
+
+        stacks = [json.loads((home / "stack.json").read_text()) for home in homes]
+        assert stacks[0]["nats_url"] != stacks[1]["nats_url"]
+        assert stacks[0]["database_url"] != stacks[1]["database_url"]
+
+        status = dockyard(homes[0], "status")
+        assert status.returncode == 0, status.stdout.decode()
+        lines = status.stdout.decode().splitlines()
+        assert {line.split()[0]: line.split()[1] for line in lines[2:]} == {
+            "nats": "healthy", "postgres": "healthy", "api": "healthy", "projector": "healthy"}
+
+        manifest = yaml.safe_dump(deployment_manifest("only-in-one")).encode()
+        applied = dockyard(homes[0], "apply", "-f", "-", stdin=manifest)
+        assert applied.stdout.decode().strip() == "deployment/only-in-one created", applied.stderr.decode()
+        assert dockyard(homes[1], "get", "deployments", "-o", "name").stdout == b""
+
+        stopped = dockyard(homes[0], "down")
+        assert stopped.returncode == 0 and not (homes[0] / "stack.json").exists()
+        assert dockyard(homes[0], "status").returncode == 1
+        assert dockyard(homes[1], "status").returncode == 0
+
+        restarted = dockyard(homes[0], "up", "--detach")
+        assert restarted.returncode == 0, restarted.stderr.decode()
+        names = dockyard(homes[0], "get", "deployments", "-o", "name")
+        assert names.stdout.decode().strip() == "deployment/only-in-one"
+    finally:
+        for home in homes:
+            dockyard(home, "down")
