@@ -82,6 +82,9 @@ class ManifestError(Exception):
         prefix = f"{self.source}: " if self.source else ""
         return "\n".join(prefix + error for error in self.errors)
 
+    def __reduce__(self):
+        return ManifestError, (self.source, self.errors)
+
 
 # ---------------------------------------------------------------- documents
 
@@ -104,14 +107,14 @@ class _Chunk:
 
 def load_documents(data: bytes, source: str) -> list[dict]:
     """Every resource document in YAML or JSON bytes, List documents expanded."""
-    return [document for _, document in _located_documents(data, source)]
+    return [document for _, document in load_located_documents(data, source)]
 
 
 def load_manifests(data: bytes, source: str) -> list[Resource]:
     """Every resource in YAML or JSON bytes, validated; all problems of all documents in one error."""
     resources: list[Resource] = []
     errors: list[str] = []
-    for where, document in _located_documents(data, source):
+    for where, document in load_located_documents(data, source):
         try:
             resources.append(validate(document, where=where))
         except ManifestError as error:
@@ -121,7 +124,8 @@ def load_manifests(data: bytes, source: str) -> list[Resource]:
     return resources
 
 
-def _located_documents(data: bytes, source: str) -> list[tuple[str, dict]]:
+def load_located_documents(data: bytes, source: str) -> list[tuple[str, dict]]:
+    """Like load_documents, each with where it is: "document 3", or "document 3: items[1]" inside a List."""
     located: list[tuple[str, dict]] = []
     errors: list[str] = []
     for chunk in _split_documents(data):
@@ -309,13 +313,27 @@ def _api_version_errors(raw: dict) -> Iterator[str]:
 
 def _without_server_fields(raw: dict) -> dict:
     # kubectl apply ignores status and server-owned metadata; so does Dockyard.
+    # `kubectl create --dry-run -o yaml` also writes creationTimestamp: null into
+    # the pod template, so the template's metadata is cleaned the same way.
     document = {key: value for key, value in raw.items() if key != "status"}
     document["apiVersion"] = API_VERSION
-    metadata = raw.get("metadata")
-    if isinstance(metadata, dict):
-        document["metadata"] = {
-            key: value for key, value in metadata.items() if key not in SERVER_OWNED_METADATA
-        }
+    document["metadata"] = _without_server_metadata(raw.get("metadata"))
+    spec, template = raw.get("spec"), _get(raw, "spec", "template")
+    if isinstance(template, dict) and "metadata" in template:
+        template = {**template, "metadata": _without_server_metadata(template["metadata"])}
+        document["spec"] = {**spec, "template": template}
+    return document
+
+
+def _without_server_metadata(metadata: Any) -> Any:
+    if not isinstance(metadata, dict):
+        return metadata  # absent or malformed: msgspec reports it
+    return {key: value for key, value in metadata.items() if key not in SERVER_OWNED_METADATA}
+
+
+def _get(document: Any, *keys: str) -> Any:
+    for key in keys:
+        document = document.get(key) if isinstance(document, dict) else None
     return document
 
 
@@ -402,8 +420,14 @@ def _conform_quantity(value: Any, path: str, findings: _Findings) -> Any:
         return _INVALID
     if amount < 0:
         findings.problems.append(f"{path}: {_quoted(value)} must not be negative")
+    return _quantity_string(value)
+
+
+def _quantity_string(value: str | int | float) -> str:
     # The canonical stored form is a string; repr keeps a float's digits.
-    return value if isinstance(value, str) else str(value) if isinstance(value, int) else repr(value)
+    if isinstance(value, float):
+        return repr(value)
+    return str(value)
 
 
 def _without_none(tp: Any) -> Any:
@@ -546,7 +570,8 @@ def _deployment_spec_errors(spec: DeploymentSpec) -> Iterator[str]:
     yield from _annotations_errors("spec.template.metadata.annotations", spec.template.metadata.annotations)
     yield from _pod_spec_errors(spec.template.spec, "spec.template.spec")
     if spec.template.spec.restart_policy != "Always":
-        yield f"spec.template.spec.restartPolicy: {_quoted(spec.template.spec.restart_policy)} is not supported in a Deployment (only Always)"
+        restart_policy = _quoted(spec.template.spec.restart_policy)
+        yield f"spec.template.spec.restartPolicy: {restart_policy} is not supported in a Deployment (only Always)"
     yield from _strategy_errors(spec.strategy)
 
 

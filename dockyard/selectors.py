@@ -52,21 +52,21 @@ def parse_selector(selector: str) -> tuple[Requirement, ...]:
     return tuple(requirements)
 
 
+def _satisfied(labels: dict[str, str], req: Requirement) -> bool:
+    if req.operator in ("exists", "!exists"):
+        return (req.key in labels) == (req.operator == "exists")
+    if req.key not in labels:
+        return req.operator in ("!=", "notin")
+    value = labels[req.key]
+    if req.operator == "=":
+        return value == req.values[0]
+    if req.operator == "!=":
+        return value != req.values[0]
+    return (value in req.values) == (req.operator == "in")
+
+
 def matches(labels: dict[str, str], requirements: tuple[Requirement, ...]) -> bool:
-    for req in requirements:
-        present = req.key in labels
-        value = labels.get(req.key)
-        ok = {
-            "=": present and value == req.values[0],
-            "!=": not present or value != req.values[0],
-            "in": present and value in req.values,
-            "notin": not present or value not in req.values,
-            "exists": present,
-            "!exists": not present,
-        }[req.operator]
-        if not ok:
-            return False
-    return True
+    return all(_satisfied(labels, req) for req in requirements)
 
 
 def to_sql(requirements: tuple[Requirement, ...], column: str = "labels") -> tuple[str, dict[str, object]]:
