@@ -331,9 +331,10 @@ async def bench_single(log: EventLog, count: int, cap_seconds: float, tag: str) 
             "max": latencies[-1] if latencies else 0.0}
 
 
-async def bench_batched(log: EventLog, total: int, tag: str) -> dict:
+async def bench_batched(log: EventLog, total: int, cap_seconds: float, tag: str) -> dict:
     """append_many in windows of WINDOW, every Append with its aggregate's expected sequence:
-    a wave of new pods (expected 0), then schedules and status changes on the same pods."""
+    a wave of new pods (expected 0), then schedules and status changes on the same pods.
+    Stops after `total` events, or after the window that passes `cap_seconds`."""
     namespace = f"batched-{tag}"
     pod_count = min(20_000, max(WINDOW, total // 5))
     names = [f"web-{i:06d}" for i in range(pod_count)]
@@ -344,10 +345,10 @@ async def bench_batched(log: EventLog, total: int, tag: str) -> dict:
     appended = 0
     started = time.perf_counter()
     round_ = 0
-    while appended < total:
+    while appended < total and time.perf_counter() - started < cap_seconds:
         for start in range(0, pod_count, WINDOW):
             stop = min(start + WINDOW, pod_count, start + total - appended)
-            if stop <= start:
+            if stop <= start or time.perf_counter() - started > cap_seconds:
                 break
             appends = []
             for i in range(start, stop):
@@ -372,12 +373,14 @@ async def bench_batched(log: EventLog, total: int, tag: str) -> dict:
     return {"events": appended, "seconds": elapsed, "errors": errors}
 
 
-async def bench_atomic(log: EventLog, total: int, tag: str) -> dict:
-    """Atomic batches of BATCH_SIZE events on distinct pods (a scale-up creating ten pods, then
-    their schedules), each event with its pod's expected sequence; up to BATCHES_IN_FLIGHT at once."""
-    namespace = f"atomic-{tag}"
-    batches = max(1, total // BATCH_SIZE)
-    pod_count = max(BATCH_SIZE, (batches // 2) * BATCH_SIZE)  # two rounds: create, schedule
+async def bench_atomic(log: EventLog, total: int, cap_seconds: float, tag: str,
+                       batch_size: int = BATCH_SIZE) -> dict:
+    """Atomic batches of `batch_size` events on distinct pods (a scale-up creating ten pods, then
+    their schedules), each event with its pod's expected sequence; up to BATCHES_IN_FLIGHT at once.
+    Stops after `total` events, or after the group of batches that passes `cap_seconds`."""
+    namespace = f"atomic{batch_size}-{tag}"
+    batches = max(1, total // batch_size)
+    pod_count = max(batch_size, (batches // 2) * batch_size)  # two rounds: create, schedule
     names = [f"web-{i:06d}" for i in range(pod_count)]
     subjects = [subject_for("pod", namespace, name) for name in names]
     last = [0] * pod_count
@@ -385,7 +388,7 @@ async def bench_atomic(log: EventLog, total: int, tag: str) -> dict:
     slots = asyncio.Semaphore(BATCHES_IN_FLIGHT)
 
     async def one(round_: int, first: int) -> int:
-        indexes = range(first, first + BATCH_SIZE)
+        indexes = range(first, first + batch_size)
         appends = [Append(subject=subjects[i],
                           event=PodCreated(pod=pod(namespace, names[i], i)) if round_ == 0
                           else PodScheduled(node_name=f"n{i % 64}"),
@@ -404,10 +407,14 @@ async def bench_atomic(log: EventLog, total: int, tag: str) -> dict:
     started = time.perf_counter()
     done_batches = 0
     round_ = 0
-    while done_batches < batches:
-        firsts = list(range(0, pod_count, BATCH_SIZE))[: batches - done_batches]
-        appended += sum(await asyncio.gather(*(one(round_, first) for first in firsts)))
-        done_batches += len(firsts)
+    while done_batches < batches and time.perf_counter() - started < cap_seconds:
+        firsts = list(range(0, pod_count, batch_size))[: batches - done_batches]
+        for group in range(0, len(firsts), 10 * BATCHES_IN_FLIGHT):  # check the clock now and then
+            chunk = firsts[group:group + 10 * BATCHES_IN_FLIGHT]
+            appended += sum(await asyncio.gather(*(one(round_, first) for first in chunk)))
+            done_batches += len(chunk)
+            if time.perf_counter() - started > cap_seconds:
+                break
         round_ += 1
     elapsed = time.perf_counter() - started
     return {"events": appended, "seconds": elapsed, "errors": errors, "batches": done_batches}
@@ -440,7 +447,7 @@ async def append_benchmarks(url: str, nats_pid: int, sizes: dict, tag: str, labe
                        f"(p50 {single['p50'] * 1000:,.2f} ms, p99 {single['p99'] * 1000:,.2f} ms)")
 
         meter.start()
-        batched = await bench_batched(log, sizes["batched"], tag)
+        batched = await bench_batched(log, sizes["batched"], sizes["cap"], tag)
         meter.stop()
         value = rate(batched["events"], batched["seconds"])
         say(f"  batched append (pipelined, with concurrency checks): {fmt_rate(value)}"
@@ -452,7 +459,7 @@ async def append_benchmarks(url: str, nats_pid: int, sizes: dict, tag: str, labe
                        f"errors {len(batched['errors']):,}")
 
         meter.start()
-        atomic = await bench_atomic(log, sizes["atomic"], tag)
+        atomic = await bench_atomic(log, sizes["atomic"], sizes["cap"], tag)
         meter.stop()
         value = rate(atomic["events"], atomic["seconds"])
         say(f"  atomic batch append ({BATCH_SIZE} events per batch, concurrency checked): {fmt_rate(value)}"
@@ -462,9 +469,19 @@ async def append_benchmarks(url: str, nats_pid: int, sizes: dict, tag: str, labe
         print_errors(atomic["errors"])
         SUMMARY.append(f"atomic batch append, {label}: {fmt_rate(value)}; errors {len(atomic['errors']):,}")
 
+        # not asked for, but it tells a per-batch cost from a per-event one
+        meter.start()
+        big = await bench_atomic(log, sizes["atomic_big"], sizes["cap"], tag, batch_size=1000)
+        meter.stop()
+        say(f"  for comparison, atomic batch append (1,000 events per batch, concurrency checked): "
+            f"{fmt_rate(rate(big['events'], big['seconds']))}  [{big['batches']:,} batches,"
+            f" {big['seconds']:,.2f} s; {rate(big['batches'], big['seconds']):,.0f} batches/s]")
+        say(meter.line())
+        print_errors(big["errors"])
+
         stored = await log.last_stream_seq()
         expected = single["events"] - len(single["errors"]) + batched["events"] - len(batched["errors"]) \
-            + atomic["events"]
+            + atomic["events"] + big["events"]
         say(f"  stream check: {stored:,} events stored, {expected:,} acknowledged")
     finally:
         await log.close()
@@ -496,8 +513,7 @@ def checkpoints(conn) -> dict[str, int]:
     return dict(conn.execute("SELECT name, position FROM projection_checkpoints").fetchall())
 
 
-def projection_benchmark(tmp: Path, pg: PostgresServer, nats: NatsServer, events: int,
-                         timeout: float) -> None:
+def projection_benchmark(tmp: Path, pg: PostgresServer, events: int, timeout: float) -> None:
     import psycopg
 
     from dockyard.db import migrate
@@ -511,9 +527,14 @@ def projection_benchmark(tmp: Path, pg: PostgresServer, nats: NatsServer, events
         f"{sum(1 for a in appends if isinstance(a.event, DeploymentCreated)):,} deployments, "
         f"{sum(1 for a in appends if isinstance(a.event, NodeRegistered)):,} nodes; "
         f"{sum(len(event_bytes(a)) for a in appends) / len(appends):,.0f} bytes per payload on average")
+    # Fill under lazy fsync (fast), then restart the same store with `sync_interval: always`.
+    nats = start_nats(tmp, "nats-projection", False)
     seconds = asyncio.run(fill(nats.url, appends))
+    nats.stop()
     say(f"  stream filled: {len(appends):,} events in {seconds:,.2f} s ({fmt_rate(rate(len(appends), seconds))},"
-        f" append_many without expectations)")
+        f" append_many without expectations, lazy fsync)")
+    nats = start_nats(tmp, "nats-projection", True)
+    say("  nats-server restarted on the same store with `sync_interval: always`")
 
     # what each projection has to do: its events and the sequence it must reach
     targets: dict[str, int] = {}
@@ -629,7 +650,9 @@ def run(args: argparse.Namespace, tmp: Path) -> None:
         "single": 300 if quick else 2_000,
         "single_cap": 3.0 if quick else 10.0,
         "batched": events,
-        "atomic": max(BATCH_SIZE * 2, events // (4 if quick else 2)),
+        "atomic": max(BATCH_SIZE * 2, events // 2),
+        "atomic_big": 4_000 if quick else 20_000,
+        "cap": 3.0 if quick else 12.0,  # seconds per measurement at most; the figure is a rate
     }
 
     say("== machine")
@@ -661,8 +684,7 @@ def run(args: argparse.Namespace, tmp: Path) -> None:
     say()
     say("== projection: nats-server with `sync_interval: always`, PostgreSQL at default durability "
         "(fsync=on, synchronous_commit=on), projector as its own process")
-    nats = start_nats(tmp, "nats-projection", True)
-    projection_benchmark(tmp, pg, nats, events, timeout=60.0 if quick else 300.0)
+    projection_benchmark(tmp, pg, events, timeout=60.0 if quick else 300.0)
 
     say()
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

@@ -19,7 +19,7 @@ from dockyard import config, printers, stack
 from dockyard.client import ApiCallError, ApiClient, Unreachable
 from dockyard.config import ConfigError
 from dockyard.eventlog import EventLog, EventRecord, kind_filter, parse_subject, subject_for
-from dockyard.manifests import ManifestError, load_documents
+from dockyard.manifests import ManifestError, load_located_documents
 from dockyard.schemas.manifests import KIND_ALIASES, KINDS
 from dockyard.selectors import SelectorError, matches, parse_selector
 
@@ -103,17 +103,18 @@ def load_manifests(paths: list[str], recursive: bool, namespace: str) -> list[tu
     for path in manifest_files(paths, recursive):
         data, source = _read_source(path)
         try:
-            docs = load_documents(data, source)
+            located = load_located_documents(data, source)
         except ManifestError as exc:
             raise CliError(str(exc)) from exc
-        for index, doc in enumerate(docs, start=1):
+        for where, doc in located:
+            place = f"{source}: {where}" if len(located) > 1 else source
             if namespace and isinstance(doc.get("metadata"), dict):
                 declared = doc["metadata"].get("namespace")
                 if declared and declared != namespace:
-                    raise CliError(f"{source}: document {index}: the namespace from the provided object "
+                    raise CliError(f"{place}: the namespace from the provided object "
                                    f'"{declared}" does not match the namespace "{namespace}"')
                 doc["metadata"].setdefault("namespace", namespace)
-            documents.append((f"{source}: document {index}" if len(docs) > 1 else source, doc))
+            documents.append((place, doc))
     if not documents:
         raise CliError("no objects passed to apply")
     return documents

@@ -166,20 +166,25 @@ def now_rfc3339() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
+def _header_value(value: str) -> str:
+    # A header value cannot hold a line break: it would end the header block.
+    return value.replace("\r", " ").replace("\n", " ")
+
+
 def envelope_headers(event: Event, meta: Metadata, msg_id: str, time: str) -> dict[str, str]:
     type_name = event.type_name()
     headers = {
         H_TYPE: type_name,
         H_VERSION: str(event_version(type_name)),
-        H_ACTOR: meta.actor,
+        H_ACTOR: _header_value(meta.actor),
         H_TIME: time,
     }
     if meta.correlation_id:
-        headers[H_CORRELATION] = meta.correlation_id
+        headers[H_CORRELATION] = _header_value(meta.correlation_id)
     if meta.causation_id:
-        headers[H_CAUSATION] = meta.causation_id
+        headers[H_CAUSATION] = _header_value(meta.causation_id)
     if msg_id:
-        headers[H_MSG_ID] = msg_id
+        headers[H_MSG_ID] = _header_value(msg_id)
     return headers
 
 

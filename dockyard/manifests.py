@@ -317,7 +317,8 @@ def _without_server_fields(raw: dict) -> dict:
     # the pod template, so the template's metadata is cleaned the same way.
     document = {key: value for key, value in raw.items() if key != "status"}
     document["apiVersion"] = API_VERSION
-    document["metadata"] = _without_server_metadata(raw.get("metadata"))
+    if "metadata" in raw:
+        document["metadata"] = _without_server_metadata(raw["metadata"])
     spec, template = raw.get("spec"), _get(raw, "spec", "template")
     if isinstance(template, dict) and "metadata" in template:
         template = {**template, "metadata": _without_server_metadata(template["metadata"])}
@@ -327,7 +328,7 @@ def _without_server_fields(raw: dict) -> dict:
 
 def _without_server_metadata(metadata: Any) -> Any:
     if not isinstance(metadata, dict):
-        return metadata  # absent or malformed: msgspec reports it
+        return metadata  # malformed: msgspec reports it
     return {key: value for key, value in metadata.items() if key not in SERVER_OWNED_METADATA}
 
 
@@ -554,7 +555,8 @@ def _resource_errors(resource: Resource) -> list[str]:
 
 def _metadata_errors(resource: Resource) -> Iterator[str]:
     metadata: ObjectMeta = resource.metadata
-    yield from _name_errors("metadata.name", metadata.name, DNS_SUBDOMAIN if isinstance(resource, Node) else DNS_LABEL)
+    name_rule = DNS_SUBDOMAIN if isinstance(resource, Node) else DNS_LABEL
+    yield from _name_errors("metadata.name", metadata.name, name_rule)
     if resource.NAMESPACED:
         yield from _name_errors("metadata.namespace", metadata.namespace, DNS_LABEL)
     yield from _labels_errors("metadata.labels", metadata.labels)
@@ -570,8 +572,8 @@ def _deployment_spec_errors(spec: DeploymentSpec) -> Iterator[str]:
     yield from _annotations_errors("spec.template.metadata.annotations", spec.template.metadata.annotations)
     yield from _pod_spec_errors(spec.template.spec, "spec.template.spec")
     if spec.template.spec.restart_policy != "Always":
-        restart_policy = _quoted(spec.template.spec.restart_policy)
-        yield f"spec.template.spec.restartPolicy: {restart_policy} is not supported in a Deployment (only Always)"
+        policy = _quoted(spec.template.spec.restart_policy)
+        yield f"spec.template.spec.restartPolicy: {policy} is not supported in a Deployment (only Always)"
     yield from _strategy_errors(spec.strategy)
 
 
@@ -598,7 +600,7 @@ def _strategy_errors(strategy: DeploymentStrategy) -> Iterator[str]:
         yield "spec.strategy.rollingUpdate: may not be set when spec.strategy.type is Recreate"
     for name, amount in (("maxSurge", rolling.max_surge), ("maxUnavailable", rolling.max_unavailable)):
         if isinstance(amount, int) and amount < 0 or isinstance(amount, str) and not _PERCENT.fullmatch(amount):
-            yield f"spec.strategy.rollingUpdate.{name}: {_quoted(amount)} is not a count (0 or more) or a percentage"
+            yield f"spec.strategy.rollingUpdate.{name}: {_quoted(amount)} is not a count or a percentage"
     if rolling.max_surge in (0, "0%") and rolling.max_unavailable in (0, "0%"):
         yield "spec.strategy.rollingUpdate: maxSurge and maxUnavailable may not both be 0"
 

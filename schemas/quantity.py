@@ -13,7 +13,7 @@ QUANTITY_PATTERN = r"^[+-]?(\d+(\.\d*)?|\.\d+)([KMGTPE]i|[numkMGTPE]|[eE][+-]?\d
 
 Quantity = Annotated[str, msgspec.Meta(pattern=QUANTITY_PATTERN)]
 
-# Kubernetes keeps a quantity's value in an int64 of its base unit.
+# Amounts beyond an int64 of the base unit (Kubernetes' Quantity.Value()) are refused.
 MAX_QUANTITY = decimal.Decimal(2**63 - 1)
 
 _SUFFIX_FACTORS = {

@@ -199,6 +199,40 @@ def test_kubernetes_deployment_is_read_into_its_struct():
     assert container.resources.limits["cpu"] == "1"
 
 
+KUBECTL_DRY_RUN_OUTPUT = b"""\
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  creationTimestamp: null
+  labels:
+    app: web
+  name: web
+spec:
+  replicas: 1
+  selector:
+    matchLabels:
+      app: web
+  strategy: {}
+  template:
+    metadata:
+      creationTimestamp: null
+      labels:
+        app: web
+    spec:
+      containers:
+      - image: nginx
+        name: nginx
+        resources: {}
+status: {}
+"""
+
+
+def test_kubectl_create_dry_run_output_is_accepted():
+    [deployment] = load_manifests(KUBECTL_DRY_RUN_OUTPUT, "web.yaml")
+
+    assert deployment.spec.template.spec.containers[0].image == "nginx"
+
+
 def test_status_and_server_owned_metadata_in_input_are_dropped():
     document = make_pod()
     document["metadata"].update(
@@ -307,7 +341,8 @@ REFUSED = [
     (
         "unknown-resource-name",
         make_pod(containers=[make_container(resources={"limits": {"nvidia.com/gpu": 1}})]),
-        'spec.containers[0].resources.limits.nvidia.com/gpu: "nvidia.com/gpu" is not one of cpu, ephemeral-storage, memory, pods',
+        'spec.containers[0].resources.limits.nvidia.com/gpu: "nvidia.com/gpu" is not one of'
+        " cpu, ephemeral-storage, memory, pods",
     ),
     (
         "requests-above-limits",
@@ -391,6 +426,11 @@ REFUSED = [
         "recreate-with-rolling-update",
         make_deployment(strategy={"type": "Recreate", "rollingUpdate": {"maxSurge": 1}}),
         "spec.strategy.rollingUpdate: may not be set when spec.strategy.type is Recreate",
+    ),
+    (
+        "rolling-update-bad-amount",
+        make_deployment(strategy={"rollingUpdate": {"maxSurge": "a lot"}}),
+        'spec.strategy.rollingUpdate.maxSurge: "a lot" is not a count or a percentage',
     ),
     (
         "rolling-update-all-zero",
