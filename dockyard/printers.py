@@ -163,7 +163,7 @@ def _labels(mapping: dict[str, str] | None) -> list[str]:
     return [f"{k}={v}" for k, v in (mapping or {}).items()] or ["<none>"]
 
 
-def _block(title: str, values: list[str], width: int = 16) -> list[str]:
+def _block(title: str, values: list[str], width: int = 20) -> list[str]:
     head = f"{title + ':':<{width}}"
     return [head + values[0]] + [" " * width + v for v in values[1:]]
 
@@ -194,36 +194,36 @@ def _describe_containers(containers: list[Obj], indent: str) -> list[str]:
 def describe(obj: Obj, history: list[tuple[str, str, str, str]]) -> str:
     """kubectl-style description; `history` is (age, type, actor, detail) from the aggregate's events."""
     meta, spec, status = _meta(obj), obj.get("spec") or {}, obj.get("status") or {}
-    lines = [f"{'Name:':<16}{meta.get('name', '')}"]
+    lines = [f"{'Name:':<20}{meta.get('name', '')}"]
     if meta.get("namespace"):
-        lines.append(f"{'Namespace:':<16}{meta['namespace']}")
+        lines.append(f"{'Namespace:':<20}{meta['namespace']}")
     lines += _block("Labels", _labels(meta.get("labels")))
     lines += _block("Annotations", _labels(meta.get("annotations")))
     lines.append(f"{'CreationTimestamp:':<20}{meta.get('creationTimestamp', '')}")
-    lines.append(f"{'UID:':<16}{meta.get('uid', '')}")
-    lines.append(f"{'Generation:':<16}{meta.get('generation', 0)}")
-    lines.append(f"{'ResourceVersion:':<18}{meta.get('resourceVersion', '')}")
+    lines.append(f"{'UID:':<20}{meta.get('uid', '')}")
+    lines.append(f"{'Generation:':<20}{meta.get('generation', 0)}")
+    lines.append(f"{'ResourceVersion:':<20}{meta.get('resourceVersion', '')}")
     kind = obj.get("kind")
     if kind == "Deployment":
-        lines.append(f"{'Replicas:':<16}{spec.get('replicas', 1)} desired | {status.get('updatedReplicas', 0)} updated"
+        lines.append(f"{'Replicas:':<20}{spec.get('replicas', 1)} desired | {status.get('updatedReplicas', 0)} updated"
                      f" | {status.get('replicas', 0)} total | {status.get('availableReplicas', 0)} available")
         selector = (spec.get("selector") or {}).get("matchLabels")
-        lines.append(f"{'Selector:':<16}{','.join(_labels(selector))}")
+        lines.append(f"{'Selector:':<20}{','.join(_labels(selector))}")
         strategy = spec.get("strategy") or {}
-        lines.append(f"{'StrategyType:':<16}{strategy.get('type', 'RollingUpdate')}")
+        lines.append(f"{'StrategyType:':<20}{strategy.get('type', 'RollingUpdate')}")
         template = spec.get("template") or {}
         lines.append("Pod Template:")
-        lines += ["  " + line for line in _block("Labels", _labels((template.get("metadata") or {}).get("labels")), 14)]
+        lines += ["  " + line for line in _block("Labels", _labels((template.get("metadata") or {}).get("labels")), 18)]
         lines.append("  Containers:")
         lines += _describe_containers(_containers(obj), "   ")
     elif kind == "Pod":
-        lines.append(f"{'Node:':<16}{spec.get('nodeName') or '<none>'}")
-        lines.append(f"{'Status:':<16}{status.get('phase', 'Pending')}")
-        lines.append(f"{'Restart Policy:':<16}{spec.get('restartPolicy', 'Always')}")
+        lines.append(f"{'Node:':<20}{spec.get('nodeName') or '<none>'}")
+        lines.append(f"{'Status:':<20}{status.get('phase', 'Pending')}")
+        lines.append(f"{'Restart Policy:':<20}{spec.get('restartPolicy', 'Always')}")
         lines.append("Containers:")
         lines += _describe_containers(_containers(obj), "  ")
     elif kind == "Node":
-        lines.append(f"{'Unschedulable:':<16}{str(bool(spec.get('unschedulable'))).lower()}")
+        lines.append(f"{'Unschedulable:':<20}{str(bool(spec.get('unschedulable'))).lower()}")
         taints = [f"{t.get('key')}={t.get('value', '')}:{t.get('effect')}" for t in spec.get("taints") or []]
         lines += _block("Taints", taints or ["<none>"])
         lines.append("Capacity:")

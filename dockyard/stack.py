@@ -93,7 +93,7 @@ class Supervisor:
                    DOCKYARD_HOME=str(self.root))
         with open(self.logs / f"{name}.log", "ab") as log:
             self.services[name] = subprocess.Popen(
-                [sys.executable, "-m", f"dockyard.services.{name}", "--metrics-port", str(self.ports[name])],
+                [sys.executable, "-P", "-m", f"dockyard.services.{name}", "--metrics-port", str(self.ports[name])],
                 env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
             )
 
@@ -219,7 +219,7 @@ def _up_detached(root: Path) -> int:
     (root / "logs").mkdir(exist_ok=True)
     log_path = root / "logs" / "up.log"
     with open(log_path, "ab") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "dockyard", "up"], stdout=log, stderr=subprocess.STDOUT,
+        proc = subprocess.Popen([sys.executable, "-P", "-m", "dockyard", "up"], stdout=log, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, start_new_session=True,
                                 env=dict(os.environ, DOCKYARD_HOME=str(root)))
     deadline = time.monotonic() + 180

@@ -68,7 +68,7 @@ def test_apply_get_describe_delete_round_trip(stack_env, tmp_path):
     assert listed["kind"] == "List" and [i["metadata"]["name"] for i in listed["items"]] == ["solo"]
 
     described = ok(dockyard(stack_env, "describe", "deployment", "web"))
-    assert "Replicas:       5 desired" in described
+    assert "Replicas:           5 desired" in described
     assert "deployment.created.v1" in described and "deployment.updated.v1" in described
 
     assert ok(dockyard(stack_env, "delete", "deployment", "web")).strip() == 'deployment "web" deleted'
