@@ -10,6 +10,7 @@ from dockyard.eventlog import EventRecord
 from dockyard.schemas.events import (
     DeploymentCreated,
     DeploymentDeleted,
+    DeploymentRevisionRecorded,
     DeploymentStatusChanged,
     DeploymentUpdated,
     NodeDeregistered,
@@ -20,6 +21,7 @@ from dockyard.schemas.events import (
     PodDeleted,
     PodScheduled,
     PodStatusChanged,
+    PodUnschedulable,
     PodUpdated,
 )
 from dockyard.schemas.manifests import Condition, Deployment, Node, Pod
@@ -60,18 +62,26 @@ def evolve(current: Resource | None, record: EventRecord) -> Resource | None:
         ):
             return _stamped(_replace(current, status=status), record.seq)
         case PodScheduled(node_name=node_name):
-            return _stamped(_scheduled(current, node_name, record.time), record.seq)
+            condition = Condition(type="PodScheduled", status="True", last_transition_time=record.time)
+            scheduled = _replace(current, spec=_replace(current.spec, node_name=node_name))
+            return _stamped(_with_condition(scheduled, condition), record.seq)
+        case PodUnschedulable(message=message):
+            condition = Condition(type="PodScheduled", status="False", reason="Unschedulable", message=message,
+                                  last_transition_time=record.time)
+            return _stamped(_with_condition(current, condition), record.seq)
+        case DeploymentRevisionRecorded(revision=revision):
+            annotations = {**current.metadata.annotations, REVISION_ANNOTATION: str(revision)}
+            meta = _replace(current.metadata, annotations=dict(sorted(annotations.items())))
+            return _stamped(_replace(current, metadata=meta), record.seq)
     return current
 
 
-def _scheduled(pod: Pod, node_name: str, time: str) -> Pod:
-    condition = Condition(type="PodScheduled", status="True", last_transition_time=time)
-    others = tuple(c for c in pod.status.conditions if c.type != "PodScheduled")
-    return _replace(
-        pod,
-        spec=_replace(pod.spec, node_name=node_name),
-        status=_replace(pod.status, conditions=(condition, *others)),
-    )
+REVISION_ANNOTATION = "deployment.kubernetes.io/revision"
+
+
+def _with_condition(pod: Pod, condition: Condition) -> Pod:
+    others = tuple(c for c in pod.status.conditions if c.type != condition.type)
+    return _replace(pod, status=_replace(pod.status, conditions=(condition, *others)))
 
 
 def fold(records: Iterable[EventRecord], current: Resource | None = None) -> Resource | None:

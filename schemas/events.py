@@ -14,7 +14,27 @@ from dockyard.schemas.manifests import (
     NodeStatus,
     Pod,
     PodStatus,
+    PodTemplateSpec,
 )
+
+
+class NodeScore(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """A candidate node's total score and each score plugin's part of it."""
+
+    node: str
+    score: float
+    plugins: dict[str, float] = {}
+
+
+class PodBinding(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """What a node gives one pod: the resources and host ports the scheduler counted."""
+
+    namespace: str
+    name: str
+    uid: str
+    cpu_millis: int = 0
+    memory_bytes: int = 0
+    host_ports: tuple[int, ...] = ()
 
 
 class DeploymentCreated(Event, frozen=True, kw_only=True, tag="deployment.created.v1"):
@@ -31,6 +51,16 @@ class DeploymentUpdated(Event, frozen=True, kw_only=True, tag="deployment.update
 
 class DeploymentDeleted(Event, frozen=True, kw_only=True, tag="deployment.deleted.v1"):
     KIND = "deployment"
+
+
+class DeploymentRevisionRecorded(Event, frozen=True, kw_only=True, tag="deployment.revision_recorded.v1"):
+    """The controller saw a new pod template: revision N is that template (for history and undo)."""
+
+    KIND = "deployment"
+    revision: int
+    template_hash: str
+    template: PodTemplateSpec
+    change_cause: str = ""
 
 
 class DeploymentStatusChanged(Event, frozen=True, kw_only=True, tag="deployment.status_changed.v1"):
@@ -50,11 +80,26 @@ class PodUpdated(Event, frozen=True, kw_only=True, tag="pod.updated.v1"):
 
 class PodDeleted(Event, frozen=True, kw_only=True, tag="pod.deleted.v1"):
     KIND = "pod"
+    reason: str = ""  # "" for a user's delete; ScaledDown, Evicted, Replaced... for the controller's
 
 
 class PodScheduled(Event, frozen=True, kw_only=True, tag="pod.scheduled.v1"):
+    """Bound to a node; the decision's reasons ride along for `dockyard explain`."""
+
     KIND = "pod"
     node_name: str
+    total_nodes: int = 0
+    filtered: dict[str, int] = {}  # filter plugin -> nodes it removed
+    candidates: tuple[NodeScore, ...] = ()  # the best few, best first
+
+
+class PodUnschedulable(Event, frozen=True, kw_only=True, tag="pod.unschedulable.v1"):
+    """No node fits now; recorded when the reason changes, retried when the cluster does."""
+
+    KIND = "pod"
+    message: str
+    total_nodes: int = 0
+    filtered: dict[str, int] = {}
 
 
 class PodStatusChanged(Event, frozen=True, kw_only=True, tag="pod.status_changed.v1"):
@@ -70,6 +115,13 @@ class NodeRegistered(Event, frozen=True, kw_only=True, tag="node.registered.v1")
 class NodeUpdated(Event, frozen=True, kw_only=True, tag="node.updated.v1"):
     KIND = "node"
     node: Node
+
+
+class PodsBound(Event, frozen=True, kw_only=True, tag="node.pods_bound.v1"):
+    """Pods placed on this node, appended with the node's expected sequence: no overcommit."""
+
+    KIND = "node"
+    pods: tuple[PodBinding, ...]
 
 
 class NodeDeregistered(Event, frozen=True, kw_only=True, tag="node.deregistered.v1"):
@@ -101,14 +153,17 @@ AnyEvent = Union[
     DeploymentCreated,
     DeploymentUpdated,
     DeploymentDeleted,
+    DeploymentRevisionRecorded,
     DeploymentStatusChanged,
     PodCreated,
     PodUpdated,
     PodDeleted,
     PodScheduled,
+    PodUnschedulable,
     PodStatusChanged,
     NodeRegistered,
     NodeUpdated,
+    PodsBound,
     NodeDeregistered,
     NodeStatusChanged,
     CommandRecorded,

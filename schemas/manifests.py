@@ -18,6 +18,7 @@ STRATEGY_TYPES = ("RollingUpdate", "Recreate")
 RESOURCE_NAMES = ("cpu", "ephemeral-storage", "memory", "pods")
 CONDITION_STATUSES = ("True", "False", "Unknown")
 CONTAINER_STATES = ("waiting", "running", "terminated")
+NODE_SELECTOR_OPERATORS = ("In", "NotIn", "Exists", "DoesNotExist", "Gt", "Lt")
 
 
 class ManifestStruct(
@@ -127,11 +128,34 @@ class Taint(ManifestStruct, kw_only=True):
     effect: str
 
 
+class NodeSelectorRequirement(ManifestStruct, kw_only=True):
+    key: str
+    operator: str  # In, NotIn, Exists, DoesNotExist, Gt, Lt
+    values: tuple[str, ...] = ()
+
+
+class NodeSelectorTerm(ManifestStruct, kw_only=True):
+    match_expressions: tuple[NodeSelectorRequirement, ...] = ()
+
+
+class NodeSelector(ManifestStruct, kw_only=True):
+    node_selector_terms: tuple[NodeSelectorTerm, ...]
+
+
+class NodeAffinity(ManifestStruct, kw_only=True):
+    required_during_scheduling_ignored_during_execution: NodeSelector | None = None
+
+
+class Affinity(ManifestStruct, kw_only=True):
+    node_affinity: NodeAffinity | None = None
+
+
 class PodSpec(ManifestStruct, kw_only=True):
     containers: tuple[Container, ...]
     restart_policy: str = "Always"
     node_selector: dict[str, str] = msgspec.field(default_factory=dict)
     node_name: str = ""
+    affinity: Affinity | None = None
     tolerations: tuple[Toleration, ...] = ()
     termination_grace_period_seconds: int = 30
     host_network: bool = False
@@ -187,7 +211,12 @@ class ContainerStatus(ManifestStruct, kw_only=True):
     state: str = "waiting"
     reason: str = ""
     exit_code: int | None = None
+    started_at: str = ""
+    last_state: str = ""  # the previous run: "" or "terminated"
+    last_reason: str = ""
+    last_exit_code: int | None = None
     image: str = ""
+    host_ports: dict[str, int] = msgspec.field(default_factory=dict)  # port name -> host port given
 
 
 class PodStatus(ManifestStruct, kw_only=True):

@@ -43,10 +43,17 @@ def _event(cls: type[Event], resource: Resource) -> Event:
     return cls(**{_PAYLOAD_FIELD[type(resource)]: resource})
 
 
+SERVER_ANNOTATION_PREFIXES = ("deployment.kubernetes.io/",)
+
+
 def _keep_server_fields(current: Resource, incoming: Resource) -> Resource:
-    """Fields the cluster sets (a pod's node) survive an apply that leaves them out."""
+    """Fields the cluster sets (a pod's node, a deployment's revision) survive an apply that leaves them out."""
     if isinstance(current, Pod) and not incoming.spec.node_name and current.spec.node_name:
-        return _replace(incoming, spec=_replace(incoming.spec, node_name=current.spec.node_name))
+        incoming = _replace(incoming, spec=_replace(incoming.spec, node_name=current.spec.node_name))
+    kept = {k: v for k, v in current.metadata.annotations.items() if k.startswith(SERVER_ANNOTATION_PREFIXES)}
+    if kept:
+        annotations = dict(sorted({**incoming.metadata.annotations, **kept}.items()))
+        incoming = _replace(incoming, metadata=_replace(incoming.metadata, annotations=annotations))
     return incoming
 
 

@@ -17,6 +17,8 @@ from dockyard.schemas.manifests import (
 )
 from tests.strategies import deployments, nodes, pods
 
+_templates = deployments().map(lambda d: d.spec.template)
+
 text = st.text(max_size=20)
 conditions = st.lists(
     st.builds(Condition, type=st.sampled_from(["Ready", "PodScheduled", "Available"]),
@@ -35,8 +37,12 @@ STRATEGIES: dict[type, st.SearchStrategy] = {
         ready_replicas=counts, available_replicas=counts, unavailable_replicas=counts, conditions=conditions)),
     events.PodCreated: st.builds(events.PodCreated, pod=pods()),
     events.PodUpdated: st.builds(events.PodUpdated, pod=pods()),
-    events.PodDeleted: st.just(events.PodDeleted()),
-    events.PodScheduled: st.builds(events.PodScheduled, node_name=text),
+    events.PodDeleted: st.builds(events.PodDeleted, reason=text),
+    events.PodScheduled: st.builds(
+        events.PodScheduled, node_name=text, total_nodes=counts, filtered=st.dictionaries(text, counts, max_size=3),
+        candidates=st.lists(st.builds(events.NodeScore, node=text, score=st.floats(0, 100),
+                                      plugins=st.dictionaries(text, st.floats(0, 100), max_size=2)),
+                            max_size=3).map(tuple)),
     events.PodStatusChanged: st.builds(events.PodStatusChanged, status=st.builds(
         PodStatus, phase=st.sampled_from(["Pending", "Running", "Succeeded", "Failed"]), conditions=conditions,
         container_statuses=st.lists(st.builds(
@@ -44,6 +50,13 @@ STRATEGIES: dict[type, st.SearchStrategy] = {
             state=st.sampled_from(["waiting", "running", "terminated"]), reason=text,
             exit_code=st.none() | st.integers(-255, 255), image=text), max_size=2).map(tuple),
         reason=text, message=text, host_ip=text, start_time=text)),
+    events.PodUnschedulable: st.builds(events.PodUnschedulable, message=text, total_nodes=counts,
+                                       filtered=st.dictionaries(text, counts, max_size=3)),
+    events.DeploymentRevisionRecorded: st.builds(events.DeploymentRevisionRecorded, revision=counts,
+                                                 template_hash=text, template=_templates, change_cause=text),
+    events.PodsBound: st.builds(events.PodsBound, pods=st.lists(st.builds(
+        events.PodBinding, namespace=text, name=text, uid=text, cpu_millis=counts, memory_bytes=counts,
+        host_ports=st.lists(st.integers(1, 65535), max_size=2).map(tuple)), min_size=1, max_size=3).map(tuple)),
     events.NodeRegistered: st.builds(events.NodeRegistered, node=nodes()),
     events.NodeUpdated: st.builds(events.NodeUpdated, node=nodes()),
     events.NodeDeregistered: st.just(events.NodeDeregistered()),
