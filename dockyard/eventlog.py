@@ -37,6 +37,10 @@ STREAM = "DY_EVENTS"
 SUBJECT_ROOT = "dy.evt"
 DEAD_LETTER_STREAM = "DY_DEADLETTER"
 DEAD_LETTER_ROOT = "dy.dlq"
+LOGS_STREAM = "DY_LOGS"
+LOGS_ROOT = "dy.logs"
+HEARTBEAT_BUCKET = "dy_heartbeats"
+HEARTBEAT_TTL = 300.0  # entries expire on their own; liveness is judged on their age, not their presence
 MAX_BATCH = 1000  # the server's limit on an atomic batch
 # The server allows 50 atomic batches in flight per stream; stay under it per process.
 MAX_CONCURRENT_BATCHES = 32
@@ -231,6 +235,24 @@ def dead_letter_config(replicas: int = 1) -> StreamConfig:
     )
 
 
+def logs_config(replicas: int = 1) -> StreamConfig:
+    """Container log lines: not history, so a size- and age-limited stream of their own."""
+    return StreamConfig(
+        name=LOGS_STREAM,
+        subjects=[f"{LOGS_ROOT}.>"],
+        storage=StorageType.FILE,
+        num_replicas=replicas,
+        max_bytes=256 * 1024 * 1024,
+        max_age=7 * 24 * 3600.0,
+        max_msg_size=64 * 1024,
+        discard=DiscardPolicy.OLD,
+    )
+
+
+def logs_subject(namespace: str, pod: str, container: str = "*") -> str:
+    return f"{LOGS_ROOT}.{_token(namespace)}.{_token(pod)}.{container}"
+
+
 # ---------------------------------------------------------------- the log
 
 Handler = Callable[[list[EventRecord], int], Awaitable[None]]
@@ -260,12 +282,23 @@ class EventLog:
 
     async def ensure_streams(self, replicas: int = 1) -> None:
         """Create or update the streams this log needs."""
-        for config in (stream_config(replicas), dead_letter_config(replicas)):
+        for config in (stream_config(replicas), dead_letter_config(replicas), logs_config(replicas)):
             try:
                 await self.js.stream_info(config.name)
                 await self.js.update_stream(config)
             except NotFoundError:
                 await self.js.add_stream(config)
+        await self.heartbeats(replicas)
+
+    async def heartbeats(self, replicas: int = 1):
+        """The KV bucket node agents heartbeat into (key: node name, value: RFC 3339 time)."""
+        try:
+            return await self.js.key_value(HEARTBEAT_BUCKET)
+        except (NotFoundError, nats.js.errors.BucketNotFoundError):
+            from nats.js.api import KeyValueConfig
+
+            return await self.js.create_key_value(KeyValueConfig(bucket=HEARTBEAT_BUCKET, ttl=HEARTBEAT_TTL,
+                                                                 history=1, replicas=replicas))
 
     async def last_stream_seq(self) -> int:
         info = await self.js.stream_info(STREAM)

@@ -73,10 +73,10 @@ def database_url(postgres):
 @pytest.fixture
 async def eventlog(nats_server):
     """A connected EventLog on a clean DY_EVENTS stream."""
-    from dockyard.eventlog import DEAD_LETTER_STREAM, STREAM, EventLog
+    from dockyard.eventlog import DEAD_LETTER_STREAM, HEARTBEAT_BUCKET, LOGS_STREAM, STREAM, EventLog
 
     log = await EventLog.connect(nats_server.url)
-    for stream in (STREAM, DEAD_LETTER_STREAM):
+    for stream in (STREAM, DEAD_LETTER_STREAM, LOGS_STREAM, f"KV_{HEARTBEAT_BUCKET}"):
         try:
             await log.js.delete_stream(stream)
         except Exception:

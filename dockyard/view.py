@@ -1,0 +1,139 @@
+"""An in-memory view of the cluster, folded from the log: what the scheduler, controller and agents decide on.
+
+Each service keeps its own view (services never call each other); the view replays the
+log from the start, says when it has caught up, then follows, telling a listener what changed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+import msgspec
+from nats.js.api import ConsumerConfig, DeliverPolicy
+
+from dockyard.eventlog import STREAM, EventLog, EventRecord, MalformedEvent, parse_subject, record_from
+from dockyard.schemas.events import PodBinding, PodsBound
+from dockyard.schemas.manifests import Deployment, Node, Pod
+from dockyard.state import evolve
+
+log = logging.getLogger(__name__)
+
+Key = tuple[str, str]  # (namespace, name); namespace "" for nodes
+Listener = Callable[[list[EventRecord]], Awaitable[None]]
+
+
+class ClusterView:
+    """Deployments, pods and nodes by key, plus what each node has bound, as of `position`."""
+
+    def __init__(self, kinds: tuple[str, ...] = ("deployment", "pod", "node")):
+        self.kinds = kinds
+        self.deployments: dict[Key, Deployment] = {}
+        self.pods: dict[Key, Pod] = {}
+        self.nodes: dict[str, Node] = {}
+        self.node_seq: dict[str, int] = {}  # last stream sequence on each node's subject
+        self.pod_seq: dict[Key, int] = {}
+        self.bindings: dict[str, dict[Key, PodBinding]] = {}  # node -> pods the scheduler placed there
+        self.position = 0
+        self.caught_up = asyncio.Event()
+        self._tables = {"deployment": self.deployments, "pod": self.pods}
+
+    def apply(self, record: EventRecord) -> None:
+        """Fold one event into the view."""
+        kind, namespace, name = parse_subject(record.subject)
+        self.position = record.seq
+        if kind == "node":
+            self.node_seq[name] = record.seq
+            if isinstance(record.event, PodsBound):
+                placed = self.bindings.setdefault(name, {})
+                for binding in record.event.pods:
+                    placed[(binding.namespace, binding.name)] = binding
+                return
+            node = evolve(self.nodes.get(name), record)
+            if node is None:
+                self.nodes.pop(name, None)
+                self.bindings.pop(name, None)
+            else:
+                self.nodes[name] = node
+            return
+        table = self._tables.get(kind)
+        if table is None:
+            return
+        key = (namespace, name)
+        if kind == "pod":
+            self.pod_seq[key] = record.seq
+        before = table.get(key)
+        after = evolve(before, record)
+        if after is None:
+            table.pop(key, None)
+            if kind == "pod":
+                self.pod_seq.pop(key, None)
+                self._release(key, before)
+        else:
+            table[key] = after
+
+    def _release(self, key: Key, pod: Pod | None) -> None:
+        """A deleted pod gives its node's resources back."""
+        if pod is not None and pod.spec.node_name:
+            self.bindings.get(pod.spec.node_name, {}).pop(key, None)
+
+    def release_finished(self, key: Key) -> None:
+        """A pod that ended (Succeeded/Failed, never restarted) no longer holds resources."""
+        pod = self.pods.get(key)
+        self._release(key, pod)
+
+    async def follow(self, log_: EventLog, stop: asyncio.Event, listener: Listener | None = None,
+                     start_seq: int = 1, batch_window: float = 0.005) -> None:
+        """Replay from `start_seq`, set `caught_up` at the tail, then keep following until `stop`.
+
+        Records reach the listener in small batches (whatever arrived within `batch_window`),
+        so a burst of events becomes one decision round, not thousands.
+        """
+        queue: asyncio.Queue = asyncio.Queue(maxsize=50_000)
+
+        async def enqueue(msg) -> None:
+            await queue.put(msg)
+
+        subject = f"dy.evt.{self.kinds[0]}.>" if len(self.kinds) == 1 else "dy.evt.>"
+        config = ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=start_seq)
+        sub = await log_.js.subscribe(subject, cb=enqueue, ordered_consumer=True, config=config, stream=STREAM)
+        info = await sub.consumer_info()
+        if info.num_pending == 0 and queue.empty():
+            self.caught_up.set()  # nothing to replay
+        try:
+            while not stop.is_set():
+                getter = asyncio.ensure_future(queue.get())
+                stopper = asyncio.ensure_future(stop.wait())
+                done, _ = await asyncio.wait({getter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+                stopper.cancel()
+                if getter not in done:
+                    getter.cancel()
+                    break
+                msgs = [getter.result()]
+                await asyncio.sleep(batch_window)
+                while not queue.empty() and len(msgs) < 5000:
+                    msgs.append(queue.get_nowait())
+                records = self._records(msgs)
+                for record in records:
+                    self.apply(record)
+                if not self.caught_up.is_set() and msgs[-1].metadata.num_pending == 0:
+                    self.caught_up.set()
+                if listener and records:
+                    await listener(records)
+        finally:
+            await sub.unsubscribe()
+
+    @staticmethod
+    def _records(msgs) -> list[EventRecord]:
+        records = []
+        for msg in msgs:
+            try:
+                records.append(record_from(msg.metadata.sequence.stream, msg.subject, msg.headers, msg.data))
+            except MalformedEvent as exc:
+                log.warning("skipping malformed event at seq %s: %s", msg.metadata.sequence.stream, exc)
+        return records
+
+
+def to_dict(obj: msgspec.Struct) -> dict:
+    return msgspec.to_builtins(obj)
