@@ -215,7 +215,7 @@ class ApiService:
             raise RequestError("BadRequest", str(exc)) from exc
 
 
-async def run(nats_url: str, database_url: str, stop: asyncio.Event, health: Health) -> None:
+async def run(nats_url: str, database_url: str, stop: asyncio.Event, health: Health, args=None) -> None:
     log_ = await EventLog.connect(nats_url, name="dockyard-api")
     engine = async_engine(database_url, pool_size=10)
     service = ApiService(log_, engine)

@@ -67,7 +67,7 @@ async def run_projection(log_: EventLog, engine: AsyncEngine, name: str, stop: a
         await log_.consume(consumer_name(name), handle, stop, batch=batch)
 
 
-async def run(nats_url: str, database_url: str, stop: asyncio.Event, health: Health) -> None:
+async def run(nats_url: str, database_url: str, stop: asyncio.Event, health: Health, args=None) -> None:
     log_ = await EventLog.connect(nats_url, name="dockyard-projector")
     engine = async_engine(database_url, pool_size=2 * len(PROJECTIONS) + 2)
     tasks = [asyncio.create_task(run_projection(log_, engine, name, stop), name=name) for name in PROJECTIONS]

@@ -1,0 +1,1 @@
+"""The controller: drives deployments to pods, rolls them, heals them, and watches node lifecycle."""

@@ -1,0 +1,1 @@
+"""The scheduler: places pending pods on nodes (filter plugins, then score plugins)."""

@@ -1,0 +1,1 @@
+"""Scheduler plugins, one module each: a NAME, reason strings, and the events that requeue."""
