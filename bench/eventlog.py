@@ -96,6 +96,10 @@ def percentile(sorted_values: list[float], q: float) -> float:
     return sorted_values[min(len(sorted_values) - 1, round(q * (len(sorted_values) - 1)))]
 
 
+def capped(done: int, asked: int, cap: float) -> str:
+    return f", stopped at the {cap:,.0f} s cap ({asked:,} asked)" if done < asked else ""
+
+
 def versus_target(value: float) -> str:
     return f"(target {TARGET:,} events/s: {'met' if value >= TARGET else 'NOT met'})"
 
@@ -138,7 +142,7 @@ def filesystem_of(path: Path) -> str:
 
 def nats_version() -> str:
     out = subprocess.run([nats_server_binary(), "--version"], capture_output=True, text=True, timeout=10)
-    return (out.stdout or out.stderr).strip()
+    return (out.stdout or out.stderr).strip().removeprefix("nats-server:").strip()
 
 
 def postgres_facts(pg: PostgresServer) -> tuple[str, str]:
@@ -451,7 +455,8 @@ async def append_benchmarks(url: str, nats_pid: int, sizes: dict, tag: str, labe
         meter.stop()
         value = rate(batched["events"], batched["seconds"])
         say(f"  batched append (pipelined, with concurrency checks): {fmt_rate(value)}"
-            f"  [{batched['events']:,} events in windows of {WINDOW:,}, {batched['seconds']:,.2f} s] "
+            f"  [{batched['events']:,} events in windows of {WINDOW:,}, {batched['seconds']:,.2f} s"
+            f"{capped(batched['events'], sizes['batched'], sizes['cap'])}] "
             f"{versus_target(value)}")
         say(meter.line())
         print_errors(batched["errors"])
@@ -463,7 +468,8 @@ async def append_benchmarks(url: str, nats_pid: int, sizes: dict, tag: str, labe
         meter.stop()
         value = rate(atomic["events"], atomic["seconds"])
         say(f"  atomic batch append ({BATCH_SIZE} events per batch, concurrency checked): {fmt_rate(value)}"
-            f"  [{atomic['batches']:,} batches, up to {BATCHES_IN_FLIGHT} in flight, {atomic['seconds']:,.2f} s;"
+            f"  [{atomic['batches']:,} batches, up to {BATCHES_IN_FLIGHT} in flight, {atomic['seconds']:,.2f} s"
+            f"{capped(atomic['events'], sizes['atomic'], sizes['cap'])};"
             f" {rate(atomic['batches'], atomic['seconds']):,.0f} batches/s]")
         say(meter.line())
         print_errors(atomic["errors"])
@@ -559,7 +565,7 @@ def projection_benchmark(tmp: Path, pg: PostgresServer, events: int, timeout: fl
     postgres_pids = lambda: [pg.pid, *children_of(pg.pid)] if pg.pid else []  # noqa: E731
     started = time.perf_counter()
     with open(log_path, "ab") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "dockyard.services.projector", "--metrics-port", str(port)],
+        proc = subprocess.Popen([sys.executable, "-P", "-m", "dockyard.services.projector", "--metrics-port", str(port)],
                                 env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
 
     def stop_projector() -> None:
@@ -618,8 +624,12 @@ def projection_benchmark(tmp: Path, pg: PostgresServer, events: int, timeout: fl
     say(f"  projection, excluding the projector's start-up ({startup:,.2f} s to ready): {fmt_rate(rate(total, steady))}")
     for name in PROJECTIONS:
         done = reached.get(name, 0.0)
-        say(f"    {name}: {counts[name]:,} events, caught up at {done:,.2f} s "
-            f"({fmt_rate(rate(counts[name], done)) if counts[name] else 'nothing to do'}); {rows[name]:,} rows")
+        if counts[name] >= total // 100:
+            figure = fmt_rate(rate(counts[name], done))
+        else:
+            figure = "too few events for a rate" if counts[name] else "nothing to do"
+        say(f"    {name}: {counts[name]:,} events, caught up {done:,.2f} s after process start ({figure});"
+            f" {rows[name]:,} rows")
     say(meter.line())
     say(f"  projector peak RSS (VmHWM): {mib(projector_hwm)}")
     SUMMARY.append(f"projection into PostgreSQL: {fmt_rate(value)} {versus_target(value)}"
@@ -659,7 +669,8 @@ def run(args: argparse.Namespace, tmp: Path) -> None:
     say(f"cpu: {cpu_model()}, {os.cpu_count()} cores")
     say(f"ram: {mib(ram_kib())}")
     say(f"python: {platform.python_implementation()} {platform.python_version()}")
-    say(f"nats-server: {nats_version()}")
+    nats_v = nats_version()
+    say(f"nats-server: {nats_v}")
     pg = PostgresServer(tmp / "pg", fast_unsafe=False)
     CLEANUP.append(pg.stop)
     pg.start()
@@ -669,6 +680,8 @@ def run(args: argparse.Namespace, tmp: Path) -> None:
     say(f"temp dir: {tmp} ({filesystem_of(tmp)})")
     say(f"date: {dt.datetime.now().astimezone().isoformat(timespec='seconds')}")
     say(f"run: {'--quick, ' if quick else ''}{events:,} events for batched appends and projection")
+    SUMMARY.append(f"machine: {cpu_model()} x {os.cpu_count()} cores, {mib(ram_kib())} RAM, Python"
+                   f" {platform.python_version()}, nats-server {nats_v}, PostgreSQL {version.split()[1]}")
 
     for sync_always, tag, label in ((False, "lazy", "lazy fsync"), (True, "always", "sync_interval always")):
         say()
@@ -694,6 +707,8 @@ def run(args: argparse.Namespace, tmp: Path) -> None:
 
 
 def cleanup(tmp: Path) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not leave servers behind
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     while CLEANUP:
         action = CLEANUP.pop()
         try:
@@ -714,6 +729,7 @@ def main() -> int:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started with SIGINT ignored
     tmp = Path(tempfile.mkdtemp(prefix="dy-bench-", dir="/tmp"))  # short: sockets and the postgres user care
     tmp.chmod(0o755)  # as root, PostgreSQL runs as another user who must traverse it
     started = time.perf_counter()
@@ -724,6 +740,7 @@ def main() -> int:
         return 130
     finally:
         cleanup(tmp)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     say()
     say("== summary")
     for line in SUMMARY:
