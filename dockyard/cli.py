@@ -8,6 +8,7 @@ import datetime as dt
 import os
 import re
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -276,6 +277,167 @@ async def cmd_events(client: ApiClient, args: argparse.Namespace) -> int:
     return 0
 
 
+async def cmd_scale(client: ApiClient, args: argparse.Namespace) -> int:
+    kind = resolve_kind(args.kind)
+    if kind != "Deployment":
+        raise CliError(f"cannot scale a {kind.lower()}; only deployments scale")
+    result = await client.scale(args.name, args.namespace or "default", args.replicas)
+    print(f"deployment/{args.name} {'scaled' if result.result == 'unchanged' else result.result}")
+    return 0
+
+
+def _rollout_progress(d: dict) -> tuple[str, bool]:
+    """kubectl's rollout status message for a deployment, and whether the rollout is done."""
+    name, spec, status = d["metadata"]["name"], d.get("spec") or {}, d.get("status") or {}
+    replicas = spec.get("replicas", 1)
+    updated, total = status.get("updatedReplicas", 0), status.get("replicas", 0)
+    available = status.get("availableReplicas", 0)
+    waiting = f'Waiting for deployment "{name}" rollout to finish: '
+    if status.get("observedGeneration", 0) < d["metadata"].get("generation", 0):
+        return "Waiting for deployment spec update to be observed...", False
+    if updated < replicas:
+        return waiting + f"{updated} out of {replicas} new replicas have been updated...", False
+    if total > updated:
+        return waiting + f"{total - updated} old replicas are pending termination...", False
+    if available < updated:
+        return waiting + f"{available} of {updated} updated replicas are available...", False
+    return f'deployment "{name}" successfully rolled out', True
+
+
+async def rollout_status(client: ApiClient, name: str, namespace: str, timeout: float) -> int:
+    deadline = time.monotonic() + timeout if timeout > 0 else None
+    last = ""
+    while True:
+        message, done = _rollout_progress(await client.get("Deployment", name, namespace))
+        if message != last:
+            print(message, flush=True)
+            last = message
+        if done:
+            return 0
+        if deadline is not None and time.monotonic() > deadline:
+            raise CliError("timed out waiting for the condition")
+        await asyncio.sleep(0.5)
+
+
+async def rollout_history(client: ApiClient, name: str, namespace: str) -> int:
+    from dockyard.schemas.events import DeploymentRevisionRecorded
+
+    await client.get("Deployment", name, namespace)  # NotFound is the user's answer
+    records = await client.log.read_aggregate(subject_for("deployment", namespace, name))
+    latest: dict[str, tuple[int, str]] = {}  # a template reused by undo keeps only its newest number
+    for record in records:
+        if isinstance(record.event, DeploymentRevisionRecorded):
+            latest[record.event.template_hash] = (record.event.revision, record.event.change_cause)
+    print(f"deployment/{name}")
+    rows = [[str(rev), cause or "<none>"] for rev, cause in sorted(latest.values())]
+    print(printers.format_table(["REVISION", "CHANGE-CAUSE"], rows))
+    return 0
+
+
+async def cmd_rollout(client: ApiClient, args: argparse.Namespace) -> int:
+    if resolve_kind(args.kind) != "Deployment":
+        raise CliError("rollout works on deployments")
+    namespace = args.namespace or "default"
+    if args.action == "status":
+        return await rollout_status(client, args.name, namespace, args.timeout)
+    if args.action == "history":
+        return await rollout_history(client, args.name, namespace)
+    result = await client.rollout(args.action, args.name, namespace, args.to_revision)
+    shown = {"unchanged": f"already {args.action}d"}.get(result.result, result.result)
+    print(f"deployment/{args.name} {shown}")
+    return 0
+
+
+async def cmd_cordon(client: ApiClient, args: argparse.Namespace) -> int:
+    result = await client.cordon(args.node, unschedulable=args.command == "cordon")
+    print(f"node/{args.node} {result.result}")
+    return 0
+
+
+async def _drain_candidates(client: ApiClient, node: str) -> list[dict]:
+    pods, _ = await client.list("Pod")
+    return [p for p in pods if (p.get("spec") or {}).get("nodeName") == node]
+
+
+async def _eviction_allowed(client: ApiClient, pod: dict, recovering: set[tuple[str, str]]) -> bool:
+    """A deployment's pod may go if one fewer available replica keeps within its maxUnavailable."""
+    from dockyard.schemas.manifests import Deployment
+    from dockyard.services.controller.reconcile import OWNER_ANNOTATION, rolling_limits
+
+    owner = (pod["metadata"].get("annotations") or {}).get(OWNER_ANNOTATION)
+    if not owner:
+        return True
+    key = (pod["metadata"]["namespace"], owner)
+    try:
+        raw = await client.get("Deployment", owner, key[0])
+    except ApiCallError:
+        return True
+    deployment = msgspec.convert(raw, Deployment)
+    available = deployment.status.available_replicas
+    if key in recovering:  # one of its pods was just evicted: wait until it is whole again
+        if available < deployment.spec.replicas:
+            return False
+        recovering.discard(key)
+    _, max_unavailable = rolling_limits(deployment)
+    if available - 1 < deployment.spec.replicas - max_unavailable:
+        return False
+    recovering.add(key)
+    return True
+
+
+async def cmd_drain(client: ApiClient, args: argparse.Namespace) -> int:
+    result = await client.cordon(args.node, unschedulable=True)
+    print(f"node/{args.node} {result.result}")
+    deadline = time.monotonic() + args.timeout if args.timeout > 0 else None
+    recovering: set[tuple[str, str]] = set()
+    waiting_told: set[str] = set()
+    while pods := await _drain_candidates(client, args.node):
+        for pod in pods:
+            meta = pod["metadata"]
+            if not await _eviction_allowed(client, pod, recovering):
+                if meta["name"] not in waiting_told:
+                    print(f"evicting pod {meta['namespace']}/{meta['name']}: waiting, its deployment is at "
+                          f"maxUnavailable", flush=True)
+                    waiting_told.add(meta["name"])
+                continue
+            print(f"evicting pod {meta['namespace']}/{meta['name']}", flush=True)
+            try:
+                await client.delete("Pod", meta["name"], meta["namespace"], reason="Evicted")
+                print(f"pod/{meta['name']} evicted", flush=True)
+            except ApiCallError as exc:
+                if exc.code != "NotFound":
+                    raise
+        if deadline is not None and time.monotonic() > deadline:
+            raise CliError(f"drain did not complete within {args.timeout:g}s")
+        await asyncio.sleep(1.0)
+    print(f"node/{args.node} drained")
+    return 0
+
+
+async def cmd_explain(client: ApiClient, args: argparse.Namespace) -> int:
+    from dockyard.services.scheduler.explain import explain
+
+    if resolve_kind(args.kind) != "Pod":
+        raise CliError("explain works on pods: dockyard explain pod NAME")
+    namespace = args.namespace or "default"
+    records = await client.log.read_aggregate(subject_for("pod", namespace, args.name))
+    if not records:
+        raise CliError(f'pods "{args.name}" not found')
+    print("\n".join(explain(records)))
+    return 0
+
+
+async def cmd_logs(client: ApiClient, args: argparse.Namespace) -> int:
+    from dockyard.services.node_agent.logs import print_logs
+
+    since = parse_since(args.since) if args.since else None
+    try:
+        return await print_logs(client.log, args.namespace or "default", args.pod, container=args.container,
+                                follow=args.follow, tail=args.tail, since=since, timestamps=args.timestamps)
+    except ValueError as exc:
+        raise CliError(str(exc)) from exc
+
+
 def cmd_projections(args: argparse.Namespace) -> int:
     from dockyard.services.projector import admin
 
@@ -364,6 +526,40 @@ def build_parser() -> argparse.ArgumentParser:
     export = schemas_sub.add_parser("export", help="write a JSON Schema for every event and manifest kind")
     export.add_argument("directory")
 
+    scale = sub.add_parser("scale", help="set a deployment's replicas")
+    scale.add_argument("kind")
+    scale.add_argument("name")
+    scale.add_argument("--replicas", type=int, required=True)
+    add_namespace(scale, all_ns=False)
+
+    rollout = sub.add_parser("rollout", help="status, history, undo, restart, pause, resume a deployment")
+    rollout.add_argument("action", choices=["status", "history", "undo", "restart", "pause", "resume"])
+    rollout.add_argument("kind")
+    rollout.add_argument("name")
+    rollout.add_argument("--to-revision", type=int, default=0, help="undo: the revision to return to")
+    rollout.add_argument("--timeout", type=float, default=0, help="status: give up after this many seconds")
+    add_namespace(rollout, all_ns=False)
+
+    for verb, text in (("cordon", "mark a node unschedulable"), ("uncordon", "mark a node schedulable")):
+        sub.add_parser(verb, help=text).add_argument("node")
+    drain = sub.add_parser("drain", help="cordon a node and evict its pods, respecting maxUnavailable")
+    drain.add_argument("node")
+    drain.add_argument("--timeout", type=float, default=0, help="give up after this many seconds (0: never)")
+
+    explain = sub.add_parser("explain", help="why a pod is where it is (or why it is pending)")
+    explain.add_argument("kind")
+    explain.add_argument("name")
+    add_namespace(explain, all_ns=False)
+
+    logs = sub.add_parser("logs", help="a pod's container logs")
+    logs.add_argument("pod")
+    logs.add_argument("-c", "--container")
+    logs.add_argument("-f", "--follow", action="store_true")
+    logs.add_argument("--tail", type=int, default=None, help="the last N lines")
+    logs.add_argument("--since", help="a duration (10m) or an RFC 3339 time")
+    logs.add_argument("--timestamps", action="store_true")
+    add_namespace(logs, all_ns=False)
+
     run = sub.add_parser("run", help="run one service in the foreground")
     run.add_argument("service")
     return parser
@@ -383,7 +579,8 @@ def dispatch(args: argparse.Namespace, rest: list[str]) -> int:
     if args.command == "schemas":
         return cmd_schemas(args)
     commands = {"apply": cmd_apply, "get": cmd_get, "describe": cmd_describe, "delete": cmd_delete,
-                "events": cmd_events}
+                "events": cmd_events, "scale": cmd_scale, "rollout": cmd_rollout, "cordon": cmd_cordon,
+                "uncordon": cmd_cordon, "drain": cmd_drain, "explain": cmd_explain, "logs": cmd_logs}
     return run_async(commands[args.command], args)
 
 

@@ -72,10 +72,26 @@ class ApiClient:
                                    dry_run=dry_run)
         return (await self._call(api.SUBJECT_APPLY, request)).applied
 
-    async def delete(self, kind: str, name: str, namespace: str = "", dry_run: bool = False) -> api.ApplyResult:
+    async def delete(self, kind: str, name: str, namespace: str = "", dry_run: bool = False,
+                     reason: str = "") -> api.ApplyResult:
         request = api.DeleteRequest(kind=kind, name=name, namespace=namespace, actor=self.actor,
-                                    command_id=uuid.uuid4().hex, dry_run=dry_run)
+                                    command_id=uuid.uuid4().hex, dry_run=dry_run, reason=reason)
         return (await self._call(api.SUBJECT_DELETE, request)).applied
+
+    async def scale(self, name: str, namespace: str, replicas: int, dry_run: bool = False) -> api.ApplyResult:
+        request = api.ScaleRequest(name=name, namespace=namespace, replicas=replicas, actor=self.actor,
+                                   command_id=uuid.uuid4().hex, dry_run=dry_run)
+        return (await self._call(api.SUBJECT_SCALE, request)).applied
+
+    async def rollout(self, action: str, name: str, namespace: str, to_revision: int = 0) -> api.ApplyResult:
+        request = api.RolloutRequest(action=action, name=name, namespace=namespace, to_revision=to_revision,
+                                     actor=self.actor, command_id=uuid.uuid4().hex)
+        return (await self._call(api.SUBJECT_ROLLOUT, request)).applied
+
+    async def cordon(self, name: str, unschedulable: bool = True) -> api.ApplyResult:
+        request = api.CordonRequest(name=name, unschedulable=unschedulable, actor=self.actor,
+                                    command_id=uuid.uuid4().hex)
+        return (await self._call(api.SUBJECT_CORDON, request)).applied
 
     async def get(self, kind: str, name: str, namespace: str = "") -> dict[str, Any]:
         return (await self._call(api.SUBJECT_GET, api.GetRequest(kind=kind, name=name, namespace=namespace))).object

@@ -80,7 +80,7 @@ def _deployment_row(obj: Obj) -> dict[str, str]:
 
 def _node_row(obj: Obj) -> dict[str, str]:
     spec, status = obj.get("spec") or {}, obj.get("status") or {}
-    ready = {"True": "Ready", "False": "NotReady"}.get(_condition(obj, "Ready"), "Unknown")
+    ready = "Ready" if _condition(obj, "Ready") == "True" else "NotReady"
     if spec.get("unschedulable"):
         ready += ",SchedulingDisabled"
     capacity = status.get("capacity") or spec.get("capacity") or {}

@@ -10,6 +10,9 @@ SUBJECT_APPLY = "dy.api.apply"
 SUBJECT_DELETE = "dy.api.delete"
 SUBJECT_GET = "dy.api.get"
 SUBJECT_LIST = "dy.api.list"
+SUBJECT_SCALE = "dy.api.scale"
+SUBJECT_ROLLOUT = "dy.api.rollout"
+SUBJECT_CORDON = "dy.api.cordon"
 QUEUE_GROUP = "dy-api"
 
 
@@ -30,6 +33,40 @@ class DeleteRequest(_Request, kw_only=True):
     kind: str
     name: str
     namespace: str = ""
+    actor: str
+    command_id: str
+    dry_run: bool = False
+    reason: str = ""  # e.g. Evicted: why a pod goes, for the controller and the record
+
+
+class ScaleRequest(_Request, kw_only=True):
+    """Set a deployment's replicas."""
+
+    name: str
+    namespace: str = ""
+    replicas: int
+    actor: str
+    command_id: str
+    dry_run: bool = False
+
+
+class RolloutRequest(_Request, kw_only=True):
+    """restart | undo | pause | resume a deployment's rollout; undo goes to `to_revision` (0: the previous)."""
+
+    action: str
+    name: str
+    namespace: str = ""
+    to_revision: int = 0
+    actor: str
+    command_id: str
+    dry_run: bool = False
+
+
+class CordonRequest(_Request, kw_only=True):
+    """Mark a node unschedulable (cordon) or schedulable again (uncordon)."""
+
+    name: str
+    unschedulable: bool
     actor: str
     command_id: str
     dry_run: bool = False
@@ -61,7 +98,7 @@ class ApplyResult(msgspec.Struct, frozen=True, kw_only=True):
     kind: str
     name: str
     namespace: str
-    result: str  # created | configured | unchanged | deleted
+    result: str  # created | configured | unchanged | deleted | scaled | restarted | rolled back | cordoned ...
     seq: int = 0
     object: dict[str, Any] | None = None
 

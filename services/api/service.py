@@ -23,12 +23,15 @@ from dockyard.service import Health
 from dockyard.services.api import queries
 from dockyard.services.api.decide import (
     DELETED,
-    UNCHANGED,
+    Refusal,
     decide_apply,
+    decide_cordon,
     decide_delete,
+    decide_rollout,
+    decide_scale,
     subject_kind,
 )
-from dockyard.state import Resource, fold
+from dockyard.state import fold
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +48,9 @@ _decoders = {
     api.SUBJECT_DELETE: msgspec.json.Decoder(api.DeleteRequest),
     api.SUBJECT_GET: msgspec.json.Decoder(api.GetRequest),
     api.SUBJECT_LIST: msgspec.json.Decoder(api.ListRequest),
+    api.SUBJECT_SCALE: msgspec.json.Decoder(api.ScaleRequest),
+    api.SUBJECT_ROLLOUT: msgspec.json.Decoder(api.RolloutRequest),
+    api.SUBJECT_CORDON: msgspec.json.Decoder(api.CordonRequest),
 }
 _encoder = msgspec.json.Encoder()
 
@@ -120,6 +126,20 @@ class ApiService:
                 return api.Reply(applied=await self.apply(request))
             if isinstance(request, api.DeleteRequest):
                 return api.Reply(applied=await self.delete(request))
+            if isinstance(request, api.ScaleRequest):
+                return api.Reply(applied=await self._commit(
+                    request, "scale", "Deployment", _namespace_of("Deployment", request.namespace), request.name,
+                    lambda current, _: decide_scale(current, request.name, request.replicas)))
+            if isinstance(request, api.RolloutRequest):
+                return api.Reply(applied=await self._commit(
+                    request, f"rollout-{request.action}", "Deployment",
+                    _namespace_of("Deployment", request.namespace), request.name,
+                    lambda current, history: decide_rollout(current, request.name, request.action, history,
+                                                            now_rfc3339(), request.to_revision)))
+            if isinstance(request, api.CordonRequest):
+                return api.Reply(applied=await self._commit(
+                    request, "cordon" if request.unschedulable else "uncordon", "Node", "", request.name,
+                    lambda current, _: decide_cordon(current, request.name, request.unschedulable)))
             if isinstance(request, api.GetRequest):
                 return api.Reply(object=await self.get(request))
             return api.Reply(list=await self.list(request))
@@ -128,9 +148,6 @@ class ApiService:
 
     # ------------------------------------------------------------ commands
 
-    async def _current(self, subject: str) -> tuple[Resource | None, int]:
-        records = await self.log.read_aggregate(subject)
-        return fold(records), (records[-1].seq if records else 0)
 
     async def _record(self, request, verb: str, kind: str, namespace: str, name: str, result: str,
                       reason: str = "") -> Append:
@@ -155,15 +172,15 @@ class ApiService:
             await self._refuse(request, "apply", kind, "", name, error)
         kind, meta = incoming.kind, incoming.metadata
         return await self._commit(request, "apply", kind, meta.namespace, meta.name,
-                                  lambda current: decide_apply(current, incoming, now=now_rfc3339(),
-                                                               new_uid=str(uuid.uuid4())))
+                                  lambda current, _: decide_apply(current, incoming, now=now_rfc3339(),
+                                                                  new_uid=str(uuid.uuid4())))
 
     async def delete(self, request: api.DeleteRequest) -> api.ApplyResult:
         kind = resolve_kind(request.kind)
         namespace = _namespace_of(kind, request.namespace)
 
-        def decide(current):
-            event = decide_delete(current, kind)
+        def decide(current, _):
+            event = decide_delete(current, kind, request.reason)
             if event is None:
                 raise RequestError("NotFound", f'{kind.lower()}s "{request.name}" not found')
             return DELETED, event
@@ -175,9 +192,12 @@ class ApiService:
         subject = subject_for(subject_kind(kind), namespace, name)
         meta = Metadata(actor=request.actor, correlation_id=request.command_id)
         for _ in range(MAX_CONFLICT_RETRIES):
-            current, last_seq = await self._current(subject)
+            history = await self.log.read_aggregate(subject)
+            current, last_seq = fold(history), (history[-1].seq if history else 0)
             try:
-                result, event = decide(current)
+                result, event = decide(current, history)
+            except Refusal as refusal:
+                await self._refuse(request, verb, kind, namespace, name, RequestError(refusal.code, str(refusal)))
             except RequestError as error:
                 await self._refuse(request, verb, kind, namespace, name, error)
             record = await self._record(request, verb, kind, namespace, name, result)
