@@ -3,22 +3,33 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
+import tempfile
+import time
+from pathlib import Path
 
 import msgspec
 import pytest
+from nats.aio.msg import Msg
 
 from dockyard.eventlog import (
     DEAD_LETTER_STREAM,
     H_DEAD_REASON,
     Append,
     ConcurrencyConflict,
+    EventLog,
+    EventLogError,
     Metadata,
+    PullInbox,
     kind_filter,
     parse_subject,
     register_upcaster,
+    stream_seq_of,
     subject_for,
+    unseen,
     UPCASTERS,
 )
+from dockyard.servers import NatsServer
 from dockyard.schemas.events import PodDeleted, PodScheduled
 
 
@@ -169,3 +180,104 @@ async def test_read_follows_from_a_sequence(eventlog):
     seqs = [r.seq async for r in eventlog.read(kind_filter("pod"), start_seq=3)]
     assert seqs == [3, 4, 5]
     assert [r async for r in eventlog.read(kind_filter("deployment"))] == []
+
+
+def delivery(seq: int, delivered: int = 1) -> Msg:
+    """A consumer delivery as the server addresses it: the ack subject carries its place."""
+    return Msg(_client=None, subject=pod_subject(), reply=f"$JS.ACK.DY_EVENTS.c.{delivered}.{seq}.{seq}.0.0")
+
+
+def test_stream_sequence_is_read_from_either_form_of_ack_subject():
+    assert stream_seq_of(delivery(42)) == 42
+    with_domain = Msg(_client=None, reply="$JS.ACK.hub.ACCHASH.DY_EVENTS.c.1.42.7.0.0.rnd")
+    assert stream_seq_of(with_domain) == 42
+
+
+@pytest.mark.parametrize(
+    "arrived,last_seen,expected",
+    [
+        ([1, 2, 3], 0, [1, 2, 3]),
+        ([3, 4, 5], 3, [4, 5]),
+        ([2, 3], 3, []),
+        ([4, 5, 2, 6], 3, [4, 5, 6]),
+    ],
+    ids=["all-new", "redelivered-head", "only-redeliveries", "redelivery-in-between"],
+)
+def test_unseen_keeps_the_log_order(arrived, last_seen, expected):
+    assert [stream_seq_of(m) for m in unseen([delivery(s) for s in arrived], last_seen)] == expected
+
+
+async def test_pull_inbox_hands_on_everything_that_arrived_in_batches(eventlog):
+    # With AckAll, a delivery dropped here would be acknowledged with the next batch, and lost.
+    inbox = PullInbox(eventlog.nc, "c", batch=2, wait=0.1)
+    for seq in range(1, 6):  # more than a batch: a stale pull's deliveries came in as well
+        await inbox._on_message(delivery(seq))
+
+    batches = [[stream_seq_of(m) for m in await inbox.next_batch()] for _ in range(3)]
+
+    assert batches == [[1, 2], [3, 4], [5]]
+
+
+async def test_append_many_waits_once_for_all_acknowledgements(eventlog):
+    async def take_without_answering(msg):
+        pass
+
+    await eventlog.nc.subscribe("silent.>", cb=take_without_answering)
+    appends = [Append(subject=f"silent.{i}", event=PodScheduled(node_name="n")) for i in range(5)]
+    appends.insert(2, Append(subject=pod_subject(), event=PodScheduled(node_name="n"), expected_seq=0))
+
+    started = time.monotonic()
+    results = await eventlog.append_many(appends, timeout=0.3)
+
+    assert time.monotonic() - started < 1.0  # one deadline, not one per unanswered append
+    assert results[2] == 1
+    assert all(isinstance(r, EventLogError) and "no acknowledgement" in str(r)
+               for i, r in enumerate(results) if i != 2)
+
+
+async def acknowledged_up_to(log: EventLog, consumer: str, seq: int, within: float = 5.0) -> bool:
+    """Whether the consumer's ack floor reaches `seq` (acks are processed after they are sent)."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        info = await log.js.consumer_info("DY_EVENTS", consumer)
+        if info.ack_floor.stream_seq >= seq and not info.num_ack_pending:
+            return True
+        await asyncio.sleep(0.05)
+    return False
+
+
+async def test_consumer_carries_on_after_the_server_restarts():
+    root = Path(tempfile.mkdtemp(prefix="dy-restart-", dir="/tmp"))
+    server = NatsServer(root)
+    server.start()
+    log = await EventLog.connect(server.url)
+    try:
+        await log.ensure_streams()
+        for i in range(5):
+            await log.append(pod_subject(f"p{i}"), PodScheduled(node_name="n"))
+        await log.ensure_consumer("restart-consumer", kind_filter("pod"))
+        seen: list[int] = []
+        stop = asyncio.Event()
+
+        async def handler(records, last_seq):
+            seen.extend(r.seq for r in records)
+            if last_seq >= 10:
+                stop.set()
+
+        consuming = asyncio.create_task(log.consume("restart-consumer", handler, stop, fetch_timeout=0.2))
+        while len(seen) < 5:
+            await asyncio.sleep(0.01)
+        server.stop()
+        server.start()
+        while not (log.nc.stats["reconnects"] and log.nc.is_connected):
+            await asyncio.sleep(0.05)
+        for i in range(5, 10):
+            await log.append(pod_subject(f"p{i}"), PodScheduled(node_name="n"))
+        await asyncio.wait_for(consuming, 20)
+
+        assert seen == list(range(1, 11))
+        assert await acknowledged_up_to(log, "restart-consumer", 10)
+    finally:
+        await log.close()
+        server.stop()
+        shutil.rmtree(root, ignore_errors=True)
