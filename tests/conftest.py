@@ -89,10 +89,11 @@ async def eventlog(nats_server):
 class ServiceProcess:
     """A service started as users start it (`python -m dockyard.services.NAME`), killable."""
 
-    def __init__(self, name: str, nats_url: str, database_url: str, log_dir: Path):
+    def __init__(self, name: str, nats_url: str, database_url: str, log_dir: Path, args: tuple[str, ...] = ()):
         self.name = name
+        self.args = tuple(args)
         self.env = dict(os.environ, DOCKYARD_NATS_URL=nats_url, DOCKYARD_DATABASE_URL=database_url)
-        self.log_path = log_dir / f"{name}.log"
+        self.log_path = log_dir / f"{name}-{'-'.join(args)[:40]}.log".replace("/", "_")
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> "ServiceProcess":
@@ -101,7 +102,7 @@ class ServiceProcess:
         port = free_port()
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", f"dockyard.services.{self.name}", "--metrics-port", str(port)],
+                [sys.executable, "-m", "dockyard", "run", self.name, "--metrics-port", str(port), *self.args],
                 env=self.env, stdout=log, stderr=subprocess.STDOUT,
             )
         deadline = time.monotonic() + 30
@@ -136,8 +137,8 @@ def services(nats_server, database_url, eventlog, tmp_path):
     """Start services by name against this test's stream and database; all stopped afterwards."""
     started: list[ServiceProcess] = []
 
-    def start(name: str) -> ServiceProcess:
-        service = ServiceProcess(name, nats_server.url, database_url, tmp_path).start()
+    def start(name: str, *args: str) -> ServiceProcess:
+        service = ServiceProcess(name, nats_server.url, database_url, tmp_path, args).start()
         started.append(service)
         return service
 
