@@ -1,0 +1,104 @@
+"""Container transitions and the pod status built from them."""
+
+import pytest
+
+from dockyard.schemas.manifests import Condition, ContainerStatus, PodStatus
+from dockyard.services.node_agent.status import (
+    backing_off,
+    container_created,
+    exit_code_of,
+    pod_phase,
+    pod_status,
+    run_ended,
+    run_started,
+    with_ready,
+)
+
+T0, T1, T2 = "2025-01-01T00:00:00Z", "2025-01-01T00:01:00Z", "2025-01-01T00:02:00Z"
+
+
+def c(name="main", state="running", ready=False, exit_code=None, last_state="", reason=""):
+    return ContainerStatus(name=name, state=state, ready=ready, exit_code=exit_code, last_state=last_state,
+                           reason=reason)
+
+
+@pytest.mark.parametrize("containers, expected", [
+    ([], "Pending"),
+    ([c(state="waiting", reason="ContainerCreating")], "Pending"),
+    ([c(), c("b", state="waiting", reason="ContainerCreating")], "Pending"),
+    ([c()], "Running"),
+    ([c(state="waiting", reason="CrashLoopBackOff", last_state="terminated")], "Running"),
+    ([c(), c("b", state="terminated", exit_code=1)], "Running"),
+    ([c(state="terminated", exit_code=0), c("b", state="terminated", exit_code=0)], "Succeeded"),
+    ([c(state="terminated", exit_code=0), c("b", state="terminated", exit_code=2)], "Failed"),
+    ([c(state="terminated", exit_code=None)], "Failed"),
+], ids=["no-containers", "creating", "one-creating", "running", "backing-off", "one-ended", "all-succeeded",
+        "one-failed", "unknown-exit"])
+def test_pod_phase(containers, expected):
+    assert pod_phase(containers) == expected
+
+
+def conditions(status):
+    return {cond.type: (cond.status, cond.reason, cond.last_transition_time) for cond in status.conditions}
+
+
+def test_a_new_pod_is_scheduled_initialized_and_not_ready():
+    status = pod_status([c(state="waiting", reason="ContainerCreating")], PodStatus(), T0)
+    assert status.phase == "Pending" and status.host_ip == "127.0.0.1" and status.start_time == T0
+    assert conditions(status) == {
+        "PodScheduled": ("True", "", T0), "Initialized": ("True", "", T0),
+        "ContainersReady": ("False", "ContainersNotReady", T0), "Ready": ("False", "ContainersNotReady", T0)}
+    assert status.conditions[2].message == "containers with unready status: [main]"
+
+
+def test_transition_times_move_only_when_the_status_does():
+    scheduled = PodStatus(conditions=(Condition(type="PodScheduled", status="True", last_transition_time="S"),))
+    pending = pod_status([c(ready=False)], scheduled, T0)
+    ready = pod_status([c(ready=True)], pending, T1)
+    still = pod_status([c(ready=True)], ready, T2)
+    assert conditions(ready)["Ready"] == ("True", "", T1) and conditions(ready)["PodScheduled"][2] == "S"
+    assert conditions(ready)["Initialized"][2] == T0 and ready.start_time == T0
+    assert still == ready
+
+
+def test_a_finished_pod_is_not_ready_because_it_completed():
+    status = pod_status([c(state="terminated", exit_code=0)], PodStatus(), T0)
+    assert status.phase == "Succeeded" and conditions(status)["Ready"] == ("False", "PodCompleted", T0)
+
+
+def test_ready_needs_every_container():
+    status = pod_status([c("a", ready=True), c("b", ready=False)], PodStatus(), T0)
+    assert conditions(status)["ContainersReady"][0] == "False"
+    assert status.conditions[3].message == "containers with unready status: [b]"
+
+
+def test_a_crash_and_restart_as_kubelet_reports_them():
+    created = container_created("main", {"http": 31000})
+    first = run_started(created, T0, restarted=False)
+    assert (first.state, first.started_at, first.restart_count, first.host_ports) == ("running", T0, 0, {"http": 31000})
+    crashed = run_ended(with_ready(first, True), 1)
+    assert (crashed.state, crashed.reason, crashed.exit_code, crashed.ready) == ("terminated", "Error", 1, False)
+    again = run_started(crashed, T1, restarted=True)
+    assert (again.state, again.restart_count, again.last_state, again.last_reason, again.last_exit_code) == (
+        "running", 1, "terminated", "Error", 1)
+    waiting = backing_off(run_ended(again, 137))
+    assert (waiting.state, waiting.reason, waiting.exit_code, waiting.last_exit_code) == (
+        "waiting", "CrashLoopBackOff", None, 137)
+    third = run_started(waiting, T2, restarted=True)
+    assert (third.restart_count, third.last_exit_code, third.reason) == (2, 137, "")
+
+
+@pytest.mark.parametrize("exit_code, reason", [(0, "Completed"), (3, "Error"), (None, "Unknown")],
+                         ids=["clean", "failed", "unknown"])
+def test_terminated_reasons(exit_code, reason):
+    assert run_ended(c(), exit_code).reason == reason
+
+
+@pytest.mark.parametrize("returncode, expected", [(0, 0), (3, 3), (-9, 137), (-15, 143)],
+                         ids=["zero", "code", "sigkill", "sigterm"])
+def test_exit_code_of(returncode, expected):
+    assert exit_code_of(returncode) == expected
+
+
+def test_only_a_running_container_can_be_ready():
+    assert not with_ready(c(state="waiting"), True).ready and with_ready(c(), True).ready
