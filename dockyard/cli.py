@@ -475,6 +475,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     up = sub.add_parser("up", help="start the platform (NATS, PostgreSQL, services) under DOCKYARD_HOME")
     up.add_argument("-d", "--detach", action="store_true", help="return once everything is ready")
+    up.add_argument("--hollow-nodes", type=int, default=0, help="also run this many simulated nodes")
     sub.add_parser("down", help="stop what `up` started; keep the data")
     sub.add_parser("status", help="show each component and whether it is healthy")
 
@@ -567,7 +568,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def dispatch(args: argparse.Namespace, rest: list[str]) -> int:
     if args.command == "up":
-        return stack.up(config.home(), args.detach)
+        return stack.up(config.home(), args.detach, args.hollow_nodes)
     if args.command == "down":
         return stack.down(config.home())
     if args.command == "status":

@@ -134,6 +134,8 @@ def _ordered(mapping: Obj, order: tuple[str, ...]) -> Obj:
 def kubernetes_order(obj: Obj) -> Obj:
     """Keys in the order kubectl prints them: apiVersion, kind, metadata (name first), spec, status."""
     obj = _ordered(obj, _TOP_ORDER)
+    if obj.get("kind") == "Pod" and isinstance(obj.get("status"), dict):
+        obj["status"] = {"phase": "Pending", **obj["status"]}  # encoding omits the default; jq wants it
     if isinstance(obj.get("metadata"), dict):
         obj["metadata"] = _ordered(obj["metadata"], _META_ORDER)
     return obj

@@ -19,8 +19,18 @@ from dockyard.db import database_ready, migrate
 from dockyard.eventlog import EventLog
 from dockyard.servers import NatsServer, PostgresServer, ServerError, free_port, pid_alive, tail, terminate
 
-SERVICES = ("api", "projector")
+SERVICES = ("api", "projector", "scheduler", "controller", "node-agent")
 RESTART_BACKOFF_MAX = 30.0
+
+
+def service_arguments(root: Path, hollow_nodes: int) -> dict[str, list[str]]:
+    """Each child service of the stack and its flags: a local node (process driver), maybe hollow nodes."""
+    arguments = {name: [] for name in SERVICES}
+    arguments["node-agent"] = ["--name", socket.gethostname().lower(), "--driver", "process",
+                               "--state-dir", str(root / "node-agent")]
+    if hollow_nodes:
+        arguments["hollow-nodes"] = ["--count", str(hollow_nodes)]
+    return arguments
 
 
 class StackError(Exception):
@@ -34,8 +44,9 @@ def _say(message: str) -> None:
 class Supervisor:
     """Starts the servers and services in order, restarts services that die, stops all in reverse."""
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, hollow_nodes: int = 0):
         self.root = root
+        self.arguments = service_arguments(root, hollow_nodes)
         self.logs = root / "logs"
         self.nats: NatsServer | None = None
         self.postgres: PostgresServer | None = None
@@ -55,7 +66,7 @@ class Supervisor:
         migrate(database_url)
         asyncio.run(_ensure_streams(nats_url))
         components = [self._component("nats", nats_url), self._component("postgres", database_url)]
-        for name in SERVICES:
+        for name in self.arguments:
             self.ports[name] = free_port()
             self._spawn(name, nats_url, database_url)
             components.append(ComponentInfo(name=name, pid=self.services[name].pid,
@@ -93,13 +104,14 @@ class Supervisor:
                    DOCKYARD_HOME=str(self.root))
         with open(self.logs / f"{name}.log", "ab") as log:
             self.services[name] = subprocess.Popen(
-                [sys.executable, "-P", "-m", f"dockyard.services.{name}", "--metrics-port", str(self.ports[name])],
+                [sys.executable, "-P", "-m", "dockyard", "run", name, "--metrics-port", str(self.ports[name]),
+                 *self.arguments[name]],
                 env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
             )
 
     def _wait_services_ready(self, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
-        for name in SERVICES:
+        for name in self.arguments:
             while not _http_ok(f"http://127.0.0.1:{self.ports[name]}/readyz"):
                 if self.services[name].poll() is not None:
                     raise StackError(f"{name} exited with code {self.services[name].returncode}; its log:\n"
@@ -173,7 +185,7 @@ def print_summary(info: StackInfo) -> None:
     _say(f"  nats:       {info.nats_url}")
     _say(f"  postgresql: {info.database_url}")
     for component in info.components:
-        if component.name in SERVICES:
+        if component.name not in ("nats", "postgres"):
             _say(f"  {component.name + ':':<11} pid {component.pid}, metrics {component.health_url}/metrics")
     _say(f"  logs:       {Path(info.home) / 'logs'}")
 
@@ -185,14 +197,14 @@ def running_stack(root: Path) -> StackInfo | None:
     return None
 
 
-def up(root: Path, detach: bool) -> int:
+def up(root: Path, detach: bool, hollow_nodes: int = 0) -> int:
     existing = running_stack(root)
     if existing:
         _say(f"dockyard is already up under {root} (supervisor pid {existing.supervisor_pid})")
         return 0
     if detach:
-        return _up_detached(root)
-    supervisor = Supervisor(root)
+        return _up_detached(root, hollow_nodes)
+    supervisor = Supervisor(root, hollow_nodes)
 
     def request_stop(signum, frame):
         supervisor.stopping = True
@@ -214,12 +226,13 @@ def up(root: Path, detach: bool) -> int:
     return 0
 
 
-def _up_detached(root: Path) -> int:
+def _up_detached(root: Path, hollow_nodes: int) -> int:
     root.mkdir(parents=True, exist_ok=True)
     (root / "logs").mkdir(exist_ok=True)
     log_path = root / "logs" / "up.log"
     with open(log_path, "ab") as log:
-        proc = subprocess.Popen([sys.executable, "-P", "-m", "dockyard", "up"], stdout=log, stderr=subprocess.STDOUT,
+        proc = subprocess.Popen([sys.executable, "-P", "-m", "dockyard", "up", "--hollow-nodes", str(hollow_nodes)],
+                                stdout=log, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, start_new_session=True,
                                 env=dict(os.environ, DOCKYARD_HOME=str(root)))
     deadline = time.monotonic() + 180
@@ -254,6 +267,9 @@ def down(root: Path) -> int:
             PostgresServer(Path(info.home) / "postgres" / "data").stop()
         elif component.pid:
             terminate(component.pid)
+    from dockyard.services.node_agent.runtime import kill_recorded_processes
+
+    kill_recorded_processes(root / "node-agent")  # pods of an agent that crashed
     config.stack_file(root).unlink(missing_ok=True)
     _say(f"dockyard stopped; data kept in {root}")
     return 0
