@@ -36,7 +36,8 @@ def test_two_stacks_run_side_by_side_and_keep_their_data(tmp_path):
         assert status.returncode == 0, status.stdout.decode()
         lines = status.stdout.decode().splitlines()
         assert {line.split()[0]: line.split()[1] for line in lines[2:]} == {
-            "nats": "healthy", "postgres": "healthy", "api": "healthy", "projector": "healthy"}
+            "nats": "healthy", "postgres": "healthy", "api": "healthy", "projector": "healthy",
+            "scheduler": "healthy", "controller": "healthy", "node-agent": "healthy"}
 
         manifest = yaml.safe_dump(deployment_manifest("only-in-one")).encode()
         applied = dockyard(homes[0], "apply", "-f", "-", stdin=manifest)
