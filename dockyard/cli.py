@@ -216,6 +216,7 @@ async def watch(client: ApiClient, kind: str, namespace: str, args: argparse.Nam
     current = {(o["metadata"].get("namespace", ""), o["metadata"]["name"]): msgspec.convert(o, KINDS[kind])
                for o in objects}
     requirements = parse_selector(args.selector or "")
+    header_shown = bool(objects)
     async for record in client.log.read(kind_filter(subject_kind(kind)), start_seq=position + 1, follow=True):
         _, ns, name = parse_subject(record.subject)
         if namespace and ns != namespace or (args.name and name != args.name):
@@ -229,7 +230,8 @@ async def watch(client: ApiClient, kind: str, namespace: str, args: argparse.Nam
             current[(ns, name)] = after
         if shown is None or not matches(shown.metadata.labels, requirements):
             continue
-        _print_objects(kind, [msgspec.to_builtins(shown)], args, single=True, with_headers=False)
+        _print_objects(kind, [msgspec.to_builtins(shown)], args, single=True, with_headers=not header_shown)
+        header_shown = True
         sys.stdout.flush()
 
 
@@ -322,14 +324,15 @@ async def rollout_status(client: ApiClient, name: str, namespace: str, timeout: 
 async def rollout_history(client: ApiClient, name: str, namespace: str) -> int:
     from dockyard.schemas.events import DeploymentRevisionRecorded
 
-    await client.get("Deployment", name, namespace)  # NotFound is the user's answer
     records = await client.log.read_aggregate(subject_for("deployment", namespace, name))
     latest: dict[str, tuple[int, str]] = {}  # a template reused by undo keeps only its newest number
     for record in records:
         if isinstance(record.event, DeploymentRevisionRecorded):
             latest[record.event.template_hash] = (record.event.revision, record.event.change_cause)
     print(f"deployment/{name}")
-    rows = [[str(rev), cause or "<none>"] for rev, cause in sorted(latest.values())]
+    deployment = await client.get("Deployment", name, namespace)
+    keep = int((deployment.get("spec") or {}).get("revisionHistoryLimit", 10)) + 1  # old ones, plus the current
+    rows = [[str(rev), cause or "<none>"] for rev, cause in sorted(latest.values())[-keep:]]
     print(printers.format_table(["REVISION", "CHANGE-CAUSE"], rows))
     return 0
 

@@ -149,6 +149,9 @@ def decide_rollout(current: Resource | None, name: str, action: str, history, no
     if action != "undo":
         raise Refusal("BadRequest", f'unknown rollout action "{action}" (restart, undo, pause, resume)')
     templates = revision_templates(history)
+    # Like Kubernetes keeping revisionHistoryLimit old ReplicaSets: older revisions are gone.
+    kept = sorted(templates)[-(spec.revision_history_limit + 1):]
+    templates = {revision: templates[revision] for revision in kept}
     current_revision = max(templates, default=0)
     target = to_revision or max((r for r in templates if r < current_revision), default=0)
     if target not in templates:

@@ -66,3 +66,70 @@ def test_apply_keeps_the_node_a_pod_was_scheduled_to():
 def test_delete_needs_something_to_delete():
     assert decide_delete(None, "Deployment") is None
     assert isinstance(decide_delete(stored(make_deployment()), "Deployment"), DeploymentDeleted)
+
+
+# ---------------------------------------------------------------- scale, rollout, cordon
+
+from dockyard.eventlog import EventRecord  # noqa: E402
+from dockyard.schemas.events import DeploymentRevisionRecorded, NodeUpdated  # noqa: E402
+from dockyard.schemas.manifests import Node, NodeSpec, ObjectMeta  # noqa: E402
+from dockyard.services.api.decide import (  # noqa: E402
+    RESTARTED_AT,
+    Refusal,
+    decide_cordon,
+    decide_rollout,
+    decide_scale,
+)
+
+
+def revision_record(seq: int, revision: int, image: str) -> EventRecord:
+    template = make_deployment("web", image=image).spec.template
+    event = DeploymentRevisionRecorded(revision=revision, template_hash=f"h{revision}", template=template)
+    return EventRecord(seq=seq, subject="dy.evt.deployment.default.web", type=event.type_name(), version=1,
+                       time=NOW, actor="c", correlation_id="", causation_id="", msg_id="", event=event)
+
+
+def test_scale_bumps_generation_and_refuses_what_is_not_there():
+    outcome, event = decide_scale(stored(make_deployment("web"), generation=3), "web", 7)
+    assert outcome == "scaled" and event.deployment.spec.replicas == 7 and event.deployment.metadata.generation == 4
+    assert decide_scale(stored(make_deployment("web", replicas=7)), "web", 7) == ("unchanged", None)
+    with pytest.raises(Refusal):
+        decide_scale(None, "web", 2)
+
+
+@pytest.mark.parametrize(
+    "current_image,to_revision,expected_image",
+    [("nginx:3", 0, "nginx:2"), ("nginx:3", 1, "nginx:1")],
+    ids=["previous", "to-revision-1"],
+)
+def test_undo_returns_to_a_recorded_template(current_image, to_revision, expected_image):
+    history = [revision_record(1, 1, "nginx:1"), revision_record(2, 2, "nginx:2"), revision_record(3, 3, "nginx:3")]
+    current = stored(make_deployment("web", image=current_image))
+    outcome, event = decide_rollout(current, "web", "undo", history, NOW, to_revision)
+    assert outcome == "rolled back"
+    assert event.deployment.spec.template.spec.containers[0].image == expected_image
+
+
+def test_undo_cannot_reach_past_the_revision_history_limit():
+    history = [revision_record(i, i, f"nginx:{i}") for i in range(1, 5)]
+    current = stored(make_deployment("web", image="nginx:4"))
+    current = _replace(current, spec=_replace(current.spec, revision_history_limit=1))
+    with pytest.raises(Refusal):
+        decide_rollout(current, "web", "undo", history, NOW, 1)
+    assert decide_rollout(current, "web", "undo", history, NOW, 3)[0] == "rolled back"
+
+
+def test_restart_pause_resume():
+    current = stored(make_deployment("web"))
+    _, event = decide_rollout(current, "web", "restart", [], NOW)
+    assert event.deployment.spec.template.metadata.annotations[RESTARTED_AT] == NOW
+    outcome, event = decide_rollout(current, "web", "pause", [], NOW)
+    assert outcome == "paused" and event.deployment.spec.paused
+    assert decide_rollout(current, "web", "resume", [], NOW) == ("unchanged", None)
+
+
+def test_cordon_and_uncordon():
+    node = Node(metadata=ObjectMeta(name="n1", uid="u", generation=1), spec=NodeSpec(capacity={"cpu": "2"}))
+    outcome, event = decide_cordon(node, "n1", True)
+    assert outcome == "cordoned" and isinstance(event, NodeUpdated) and event.node.spec.unschedulable
+    assert decide_cordon(node, "n1", False) == ("already uncordoned", None)
