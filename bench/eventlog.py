@@ -48,6 +48,7 @@ from dockyard.schemas.events import (  # noqa: E402
     DeploymentCreated,
     DeploymentStatusChanged,
     NodeRegistered,
+    ObjectRef,
     PodCreated,
     PodScheduled,
     PodStatusChanged,
@@ -249,8 +250,9 @@ RUNNING = {f"n{i}": running_status(f"n{i}") for i in range(64)}
 
 
 def command(i: int, name: str, namespace: str = "default") -> CommandRecorded:
-    return CommandRecorded(command_id=f"cmd-{i}", verb="apply", kind="Pod", namespace=namespace, name=name,
-                           actor="alice@example.com", result="created", time=CREATED_AT)
+    return CommandRecorded(command_id=f"cmd-{i}", verb="apply", object=ObjectRef(kind="Pod", namespace=namespace,
+                                                                              name=name),
+                           actor="alice@example.com", result="created", summary="created", time=CREATED_AT)
 
 
 def node_event(i: int) -> NodeRegistered:

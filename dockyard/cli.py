@@ -17,6 +17,8 @@ import msgspec
 import nats.errors
 
 from dockyard import config, printers, stack
+from dockyard import cli_audit
+from dockyard import cli_history
 from dockyard.client import ApiCallError, ApiClient, Unreachable
 from dockyard.config import ConfigError
 from dockyard.eventlog import EventLog, EventRecord, kind_filter, parse_subject, subject_for
@@ -191,6 +193,8 @@ async def cmd_get(client: ApiClient, args: argparse.Namespace) -> int:
     if args.output not in (None, "table", "wide", "json", "yaml", "name"):
         raise CliError(f'unable to match a printer suitable for the output format "{args.output}", '
                        f"allowed formats are: json,name,table,wide,yaml")
+    if cli_history.travels(args):
+        return await cli_history.cmd_get_at(client, args)
     namespace = _namespace(args)
     if args.name:
         objects = [await client.get(kind, args.name, namespace)]
@@ -246,6 +250,8 @@ def _history_rows(records: list[EventRecord]) -> list[tuple[str, str, str, str]]
 
 
 async def cmd_describe(client: ApiClient, args: argparse.Namespace) -> int:
+    if cli_history.travels(args):
+        return await cli_history.cmd_describe_at(client, args)
     kind = resolve_kind(args.kind)
     namespace = _namespace(args)
     names = [args.name] if args.name else [o["metadata"]["name"] for o in (await client.list(kind, namespace))[0]]
@@ -473,6 +479,8 @@ def cmd_run(args: argparse.Namespace, rest: list[str]) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from dockyard import cli_integrations
+
     parser = argparse.ArgumentParser(prog="dockyard", description="Container orchestration on an event log.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -500,11 +508,13 @@ def build_parser() -> argparse.ArgumentParser:
     get.add_argument("-l", "--selector", help="label selector, e.g. app=web,tier!=db")
     get.add_argument("-w", "--watch", action="store_true", help="after listing, follow changes")
     add_namespace(get)
+    cli_history.add_time_options(get)
 
     describe = sub.add_parser("describe", help="show an object in detail, with its recent events")
     describe.add_argument("kind")
     describe.add_argument("name", nargs="?")
     add_namespace(describe)
+    cli_history.add_time_options(describe)
 
     delete = sub.add_parser("delete", help="delete objects by name or by manifest")
     delete.add_argument("kind", nargs="?")
@@ -518,6 +528,7 @@ def build_parser() -> argparse.ArgumentParser:
     events.add_argument("--follow", "-f", action="store_true", help="keep printing new events")
     events.add_argument("--kind", help="only events of this kind (pod, deployment, node, command)")
     events.add_argument("--since", help="a duration (10m, 2h) or an RFC 3339 time")
+    cli_integrations.add_event_transfer_arguments(events)
 
     projections = sub.add_parser("projections", help="read models: status and rebuild")
     projections_sub = projections.add_subparsers(dest="action", required=True)
@@ -564,12 +575,22 @@ def build_parser() -> argparse.ArgumentParser:
     logs.add_argument("--timestamps", action="store_true")
     add_namespace(logs, all_ns=False)
 
+    cli_audit.add_parsers(sub)
+    cli_history.add_parsers(sub, add_namespace)
+    cli_integrations.add_integrations_parser(sub)
+
     run = sub.add_parser("run", help="run one service in the foreground")
     run.add_argument("service")
     return parser
 
 
 def dispatch(args: argparse.Namespace, rest: list[str]) -> int:
+    from dockyard import cli_integrations
+
+    if args.command == "integrations":
+        return cli_integrations.cmd_integrations(args)
+    if args.command == "events" and cli_integrations.wants_transfer(args):
+        return run_async(cli_integrations.cmd_events_transfer, args)
     if args.command == "up":
         return stack.up(config.home(), args.detach, args.hollow_nodes)
     if args.command == "down":
@@ -582,9 +603,14 @@ def dispatch(args: argparse.Namespace, rest: list[str]) -> int:
         return cmd_projections(args)
     if args.command == "schemas":
         return cmd_schemas(args)
+    if args.command == "audit":
+        return cli_audit.cmd_audit(args)
+    if args.command == "snapshots":
+        return cli_history.cmd_snapshots(args)
     commands = {"apply": cmd_apply, "get": cmd_get, "describe": cmd_describe, "delete": cmd_delete,
                 "events": cmd_events, "scale": cmd_scale, "rollout": cmd_rollout, "cordon": cmd_cordon,
                 "uncordon": cmd_cordon, "drain": cmd_drain, "explain": cmd_explain, "logs": cmd_logs}
+    commands.update(cli_history.COMMANDS)
     return run_async(commands[args.command], args)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import getpass
 import uuid
 from typing import Any
@@ -11,6 +12,7 @@ import nats.errors
 
 from dockyard.eventlog import EventLog
 from dockyard.schemas import api
+from dockyard.subscribe import EventHandler, EventStream, Subscription, retry_delay, run_subscription
 
 
 class ApiCallError(Exception):
@@ -114,3 +116,26 @@ class ApiClient:
             token = page.continue_token
             if not token:
                 return items, position
+
+    # ------------------------------------------------------------ event subscriptions
+
+    def events(self, pattern: str, durable: str, **options: Any) -> EventStream:
+        """Typed events whose type matches `pattern` (`pod.*`, `pod.scheduled.*`, `*`; comma-separated).
+
+        `async for event in client.events("pod.*", durable="billing"):` resumes where the durable
+        consumer left off; each event is acknowledged when the loop asks for the next. Options:
+        `deliver` ("new", "all" or a stream sequence: where a new durable starts), `ack_wait`,
+        `batch`, `max_ack_pending`. A long-lived subscriber should connect with reconnects on
+        (`ApiClient(await EventLog.connect(url))`), which `ApiClient.connect` turns off for the CLI.
+        """
+        return EventStream(Subscription(self.log, pattern, durable, **options))
+
+    async def subscribe(self, pattern: str, *, durable: str, handler: EventHandler, max_attempts: int = 5,
+                        backoff=retry_delay, stop: asyncio.Event | None = None, **options: Any) -> None:
+        """Run `await handler(event)` for each matching event until `stop` is set (or the task is cancelled).
+
+        A failing handler's event is retried after a back-off while later events go on; after
+        `max_attempts` it goes to the dead-letter stream with the reason.
+        """
+        await run_subscription(Subscription(self.log, pattern, durable, **options), handler,
+                               max_attempts=max_attempts, backoff=backoff, stop=stop)

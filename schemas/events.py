@@ -133,20 +133,39 @@ class NodeStatusChanged(Event, frozen=True, kw_only=True, tag="node.status_chang
     status: NodeStatus
 
 
-class CommandRecorded(Event, frozen=True, kw_only=True, tag="command.recorded.v1"):
-    """One client command, accepted or refused: the audit trail's entry."""
+class ObjectRef(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """The object a command was about; the namespace is empty for cluster-scoped kinds."""
+
+    kind: str
+    namespace: str = ""
+    name: str = ""
+
+
+class CommandRecorded(Event, frozen=True, kw_only=True, tag="command.recorded.v2"):
+    """One client command, accepted or refused: the audit trail's entry.
+
+    v2 holds the object as one reference and adds a summary of the change (`replicas 3→5`).
+    """
 
     KIND = "command"
     command_id: str
     verb: str
-    kind: str
-    namespace: str = ""
-    name: str = ""
+    object: ObjectRef
     actor: str
     result: str
     reason: str = ""
+    summary: str = ""
     dry_run: bool = False
     time: str
+
+
+def command_recorded_from_v1(payload: dict) -> dict:
+    """A stored `command.recorded.v1` payload in v2's shape: kind, namespace, name become `object`."""
+    upcast = {k: v for k, v in payload.items() if k not in ("kind", "namespace", "name")}
+    upcast["type"] = CommandRecorded.type_name()
+    upcast["object"] = {"kind": payload["kind"], "namespace": payload.get("namespace", ""),
+                        "name": payload.get("name", "")}
+    return upcast
 
 
 AnyEvent = Union[

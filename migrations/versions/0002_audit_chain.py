@@ -18,6 +18,10 @@ def upgrade() -> None:
     op.add_column("commands", sa.Column("summary", sa.Text, nullable=False, server_default=""))
     op.add_column("commands", sa.Column("hash", sa.Text, nullable=False, server_default=""))
     op.add_column("commands", sa.Column("prev_hash", sa.Text, nullable=False, server_default=""))
+    # seq is the log's sequence, never generated here; 0001 left it a bigserial, and the shared
+    # sequence made a rebuild's `CREATE TABLE ... (LIKE commands INCLUDING ALL)` undroppable.
+    op.alter_column("commands", "seq", server_default=None)
+    op.execute("DROP SEQUENCE IF EXISTS commands_seq_seq")
 
 
 def downgrade() -> None:

@@ -1,5 +1,8 @@
 """Snapshots of the cluster's objects at a stream position, so time travel folds only the events after one.
 
+A snapshot of one kind is several rows (chunks of objects), so a large cluster's snapshot
+stays far below PostgreSQL's limit on one jsonb value.
+
 Revision ID: 0003
 Revises: 0002
 Create Date: 2026-11-26
@@ -20,9 +23,10 @@ def upgrade() -> None:
         "snapshots",
         sa.Column("kind", sa.Text, nullable=False),
         sa.Column("position", sa.BigInteger, nullable=False),
+        sa.Column("chunk", sa.Integer, nullable=False, server_default="0"),
         sa.Column("time", sa.DateTime(timezone=True), nullable=False),
         sa.Column("objects", JSONB, nullable=False),
-        sa.PrimaryKeyConstraint("kind", "position"),
+        sa.PrimaryKeyConstraint("kind", "position", "chunk"),
     )
 
 

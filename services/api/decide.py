@@ -172,3 +172,99 @@ def decide_cordon(current: Resource | None, name: str, unschedulable: bool) -> t
     node = _replace(current, metadata=meta, spec=_replace(current.spec, unschedulable=unschedulable),
                     status=type(current.status)())
     return verb, NodeUpdated(node=node)
+
+
+# ---------------------------------------------------------------- the audit trail's summary
+
+SUMMARY_LIMIT = 200  # a line in `dockyard audit`, not a diff
+
+
+def change_summary(current: Resource | None, incoming: Resource | None) -> str:
+    """What a command changes, short and in a fixed order: `replicas 3→5, image web: a→b, labels +tier=web`.
+
+    `incoming` is the object after the command (None once deleted); "" when nothing changes.
+    """
+    if current is None:
+        return "" if incoming is None else CREATED
+    if incoming is None:
+        return DELETED
+    parts = [*_spec_changes(current, incoming), *_metadata_changes(current.metadata, incoming.metadata)]
+    summary = ", ".join(parts)
+    return summary if len(summary) <= SUMMARY_LIMIT else summary[:SUMMARY_LIMIT - 1] + "…"
+
+
+def _spec_changes(current: Resource, incoming: Resource) -> list[str]:
+    if isinstance(current, Deployment) and isinstance(incoming, Deployment):
+        return _deployment_changes(current.spec, incoming.spec)
+    if isinstance(current, Pod) and isinstance(incoming, Pod):
+        parts = _container_changes(current.spec.containers, incoming.spec.containers)
+        unexplained = _replace(current.spec, containers=()) != _replace(incoming.spec, containers=())
+        return parts + (["spec changed"] if unexplained else [])
+    if isinstance(current, Node) and isinstance(incoming, Node):
+        parts = [] if current.spec.unschedulable == incoming.spec.unschedulable else [
+            "cordoned" if incoming.spec.unschedulable else "uncordoned"]
+        unexplained = _replace(current.spec, unschedulable=False) != _replace(incoming.spec, unschedulable=False)
+        return parts + (["spec changed"] if unexplained else [])
+    return [] if current.spec == incoming.spec else ["spec changed"]
+
+
+def _deployment_changes(current, incoming) -> list[str]:
+    parts = []
+    if current.replicas != incoming.replicas:
+        parts.append(f"replicas {current.replicas}→{incoming.replicas}")
+    if current.paused != incoming.paused:
+        parts.append("paused" if incoming.paused else "resumed")
+    # Only a new restart stamp is a restart; an undo dropping an old stamp is not.
+    restarted_at = incoming.template.metadata.annotations.get(RESTARTED_AT)
+    if restarted_at and restarted_at != current.template.metadata.annotations.get(RESTARTED_AT):
+        parts.append("restarted")
+    parts.extend(_container_changes(current.template.spec.containers, incoming.template.spec.containers))
+    if _deployment_rest(current) != _deployment_rest(incoming):
+        parts.append("spec changed")
+    return parts
+
+
+def _deployment_rest(spec):
+    """The parts of a deployment spec the summary does not name one by one."""
+    template = spec.template
+    annotations = {k: v for k, v in template.metadata.annotations.items() if k != RESTARTED_AT}
+    template = _replace(template, metadata=_replace(template.metadata, annotations=annotations),
+                        spec=_replace(template.spec, containers=()))
+    return _replace(spec, replicas=0, paused=False, template=template)
+
+
+def _container_changes(current, incoming) -> list[str]:
+    before = {c.name: c for c in current}
+    after = {c.name: c for c in incoming}
+    parts = []
+    for name, container in after.items():
+        old = before.get(name)
+        if old is None:
+            parts.append(f"+container {name}")
+        elif old.image != container.image:
+            parts.append(f"image {name}: {old.image}→{container.image}")
+        elif old != container:
+            parts.append(f"container {name} changed")
+    parts.extend(f"-container {name}" for name in before if name not in after)
+    return parts
+
+
+def _metadata_changes(current, incoming) -> list[str]:
+    parts = []
+    labels = _label_changes(current.labels, incoming.labels)
+    if labels:
+        parts.append("labels " + " ".join(labels))
+    if current.annotations != incoming.annotations:
+        parts.append("annotations changed")
+    return parts
+
+
+def _label_changes(current: dict[str, str], incoming: dict[str, str]) -> list[str]:
+    changes = []
+    for key, value in sorted(incoming.items()):
+        if key not in current:
+            changes.append(f"+{key}={value}")
+        elif current[key] != value:
+            changes.append(f"{key}={current[key]}→{value}")
+    changes.extend(f"-{key}" for key in sorted(current) if key not in incoming)
+    return changes

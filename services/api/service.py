@@ -16,7 +16,7 @@ from dockyard.db import RESOURCE_TABLES, async_engine
 from dockyard.eventlog import Append, ConcurrencyConflict, EventLog, Metadata, now_rfc3339, subject_for
 from dockyard.manifests import ManifestError, validate
 from dockyard.schemas import api
-from dockyard.schemas.events import CommandRecorded
+from dockyard.schemas.events import CommandRecorded, ObjectRef
 from dockyard.schemas.manifests import KIND_ALIASES, KINDS
 from dockyard.selectors import SelectorError
 from dockyard.service import Health
@@ -24,6 +24,7 @@ from dockyard.services.api import queries
 from dockyard.services.api.decide import (
     DELETED,
     Refusal,
+    change_summary,
     decide_apply,
     decide_cordon,
     decide_delete,
@@ -72,6 +73,14 @@ def resolve_kind(kind: str) -> str:
 
 def _namespace_of(kind: str, namespace: str) -> str:
     return (namespace or "default") if KINDS[kind].NAMESPACED else ""
+
+
+def _summary(current, event) -> str:
+    """The audit trail's summary of a decided change; an event without an object is a deletion."""
+    if event is None:
+        return ""
+    after = next((getattr(event, field) for field in ("deployment", "pod", "node") if hasattr(event, field)), None)
+    return change_summary(current, after)
 
 
 class ApiService:
@@ -150,10 +159,11 @@ class ApiService:
 
 
     async def _record(self, request, verb: str, kind: str, namespace: str, name: str, result: str,
-                      reason: str = "") -> Append:
+                      reason: str = "", summary: str = "") -> Append:
         command_id = request.command_id if _SAFE_ID.match(request.command_id) else uuid.uuid4().hex
-        event = CommandRecorded(command_id=command_id, verb=verb, kind=kind, namespace=namespace, name=name,
-                                actor=request.actor, result=result, reason=reason[:2000],
+        event = CommandRecorded(command_id=command_id, verb=verb,
+                                object=ObjectRef(kind=kind, namespace=namespace, name=name),
+                                actor=request.actor, result=result, reason=reason[:2000], summary=summary,
                                 dry_run=request.dry_run, time=now_rfc3339())
         return Append(subject=subject_for("command", "", command_id), event=event, msg_id=f"{command_id}:record")
 
@@ -200,7 +210,8 @@ class ApiService:
                 await self._refuse(request, verb, kind, namespace, name, RequestError(refusal.code, str(refusal)))
             except RequestError as error:
                 await self._refuse(request, verb, kind, namespace, name, error)
-            record = await self._record(request, verb, kind, namespace, name, result)
+            record = await self._record(request, verb, kind, namespace, name, result,
+                                        summary=_summary(current, event))
             if event is None or request.dry_run:
                 await self.log.append_many([record], meta)
                 obj = current if event is None else None

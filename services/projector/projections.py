@@ -9,6 +9,7 @@ import msgspec
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from dockyard.audit import GENESIS, ROW_COLUMNS, chain, entry_of
 from dockyard.db import CHECKPOINTS_TABLE
 from dockyard.eventlog import EventRecord, kind_filter, parse_subject
 from dockyard.schemas.events import CommandRecorded
@@ -50,22 +51,6 @@ class _ResourceRow(msgspec.Struct, frozen=True):
     phase: str
 
 
-class _CommandRow(msgspec.Struct, frozen=True):
-    """The commands table's row, field for column."""
-
-    seq: int
-    command_id: str
-    time: dt.datetime
-    actor: str
-    verb: str
-    kind: str
-    namespace: str
-    name: str
-    result: str
-    reason: str
-    dry_run: bool
-
-
 def _rows_json(rows: Sequence[msgspec.Struct]) -> str:
     return _encoder.encode(rows).decode()
 
@@ -84,14 +69,6 @@ def _resource_row(key: tuple[str, str], obj: Resource, updated_at: str) -> _Reso
         resource_version=int(meta.resource_version or 0), labels=meta.labels, object=obj,
         created_at=_timestamp(meta.creation_timestamp), updated_at=_timestamp(updated_at),
         node_name=getattr(obj.spec, "node_name", ""), phase=getattr(obj.status, "phase", ""),
-    )
-
-
-def _command_row(seq: int, event: CommandRecorded) -> _CommandRow:
-    return _CommandRow(
-        seq=seq, command_id=event.command_id, time=_timestamp(event.time), actor=event.actor,
-        verb=event.verb, kind=event.kind, namespace=event.namespace, name=event.name,
-        result=event.result, reason=event.reason, dry_run=event.dry_run,
     )
 
 
@@ -146,23 +123,32 @@ class ResourceProjection:
         )
 
 
+_COMMAND_COLUMNS = ", ".join(ROW_COLUMNS)
+
+
 class CommandProjection:
-    """The command record: one row per command, accepted or refused."""
+    """The audit trail: one row per command, accepted or refused, each hash chained over the one before."""
 
     name = "commands"
     table = "commands"
     filter_subject = kind_filter("command")
 
     async def apply(self, conn: AsyncConnection, table: str, records: Sequence[EventRecord]) -> None:
-        rows = [_command_row(r.seq, r.event) for r in records if isinstance(r.event, CommandRecorded)]
-        if not rows:
+        entries = [entry_of(r.seq, r.event) for r in records if isinstance(r.event, CommandRecorded)]
+        if not entries:
             return
+        # The table's last row before this batch is the chain's head: a rebuild into an empty
+        # table starts from GENESIS and so arrives at the same hashes.
+        head = (await conn.execute(
+            text(f"SELECT hash FROM {table} WHERE seq < :seq ORDER BY seq DESC LIMIT 1"), {"seq": entries[0].seq}
+        )).scalar()
+        rows = chain(entries, GENESIS if head is None else head)
         await conn.execute(
             text(
-                f"INSERT INTO {table} (seq, command_id, time, actor, verb, kind, namespace, name, result,"
-                f" reason, dry_run) SELECT * FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS r(seq bigint,"
-                f" command_id text, time timestamptz, actor text, verb text, kind text, namespace text,"
-                f" name text, result text, reason text, dry_run boolean)"
+                f"INSERT INTO {table} ({_COMMAND_COLUMNS}) SELECT {_COMMAND_COLUMNS}"
+                f" FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS r(seq bigint, command_id text, time timestamptz,"
+                f" actor text, verb text, kind text, namespace text, name text, result text, reason text,"
+                f" summary text, dry_run boolean, prev_hash text, hash text)"
                 f" ON CONFLICT (seq) DO NOTHING"
             ),
             {"rows": _rows_json(rows)},

@@ -180,7 +180,7 @@ def test_events_lists_the_log(stack_env, tmp_path):
     events = ok(dockyard(stack_env, "events", "--kind", "pod")).splitlines()
     assert events[0].split() == ["SEQ", "AGE", "TYPE", "OBJECT", "ACTOR"]
     assert "pod.created.v1" in events[1] and "pod/default/evt" in events[1]
-    assert ok(dockyard(stack_env, "events", "--since", "1h")).count("command.recorded.v1") == 1
+    assert ok(dockyard(stack_env, "events", "--since", "1h")).count("command.recorded.v2") == 1
     refused(dockyard(stack_env, "events", "--since", "yesterday"))
 
 

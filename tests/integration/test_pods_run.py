@@ -236,7 +236,8 @@ async def test_two_schedulers_200_hollow_nodes_2000_pods_no_overcommit(cluster, 
 
     env, _ = cluster
     services("scheduler")  # a second instance, racing the first
-    services("hollow-nodes", "--count", "200", "--cpu", "2", "--start-delay", "0.2")
+    # Heartbeats well inside the cluster fixture's 3 s node grace, or the nodes would be declared lost.
+    services("hollow-nodes", "--count", "200", "--cpu", "2", "--start-delay", "0.2", "--heartbeat-interval", "0.5")
     manifest = {"apiVersion": "dockyard.io/v1", "kind": "Deployment", "metadata": {"name": "many"},
                 "spec": {"replicas": 2000, "selector": {"matchLabels": {"app": "many"}},
                          "template": {"metadata": {"labels": {"app": "many"}},
@@ -269,4 +270,5 @@ async def test_two_schedulers_200_hollow_nodes_2000_pods_no_overcommit(cluster, 
                                    for b in r.event.pods)
     assert len(bindings) == fit and max(bindings.values()) == 1
     pending = json.loads(ok(dockyard(env, "get", "pods", "-o", "json")))["items"]
-    assert sum(1 for p in pending if not p["spec"].get("nodeName")) == 2000 - fit
+    unbound = [p for p in pending if not p["spec"].get("nodeName")]
+    assert len(pending) == 2000 and len(unbound) == 2000 - fit

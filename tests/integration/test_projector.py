@@ -17,6 +17,7 @@ from dockyard.schemas.events import (
     DeploymentCreated,
     DeploymentDeleted,
     DeploymentStatusChanged,
+    ObjectRef,
     PodCreated,
     PodScheduled,
     PodStatusChanged,
@@ -38,8 +39,8 @@ def workload() -> list[Append]:
         appends.append(Append(subject=pod, event=PodScheduled(node_name=f"n{i % 7}")))
         appends.append(Append(subject=pod, event=PodStatusChanged(status=PodStatus(phase="Running"))))
         appends.append(Append(subject=subject_for("command", "", f"c{i}"), event=CommandRecorded(
-            command_id=f"c{i}", verb="apply", kind="Pod", namespace="default", name=f"p{i}", actor="t",
-            result="created", time="2026-11-26T00:00:00Z")))
+            command_id=f"c{i}", verb="apply", object=ObjectRef(kind="Pod", namespace="default", name=f"p{i}"),
+            actor="t", result="created", summary="created", time="2026-11-26T00:00:00Z")))
     for i in range(0, PODS, 10):
         appends.append(Append(subject=subject_for("pod", "default", f"p{i}"), event=PodStatusChanged(
             status=PodStatus(phase="Succeeded"))))

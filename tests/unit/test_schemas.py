@@ -64,8 +64,9 @@ STRATEGIES: dict[type, st.SearchStrategy] = {
         NodeStatus, capacity=st.just({"cpu": "4", "memory": "8Gi"}), allocatable=st.just({"cpu": "3"}),
         conditions=conditions)),
     events.CommandRecorded: st.builds(
-        events.CommandRecorded, command_id=text, verb=st.sampled_from(["apply", "delete"]), kind=text,
-        namespace=text, name=text, actor=text, result=text, reason=text, dry_run=st.booleans(), time=text),
+        events.CommandRecorded, command_id=text, verb=st.sampled_from(["apply", "delete"]),
+        object=st.builds(events.ObjectRef, kind=text, namespace=text, name=text), actor=text, result=text,
+        reason=text, summary=text, dry_run=st.booleans(), time=text),
 }
 
 
