@@ -487,6 +487,8 @@ def build_parser() -> argparse.ArgumentParser:
     up = sub.add_parser("up", help="start the platform (NATS, PostgreSQL, services) under DOCKYARD_HOME")
     up.add_argument("-d", "--detach", action="store_true", help="return once everything is ready")
     up.add_argument("--hollow-nodes", type=int, default=0, help="also run this many simulated nodes")
+    up.add_argument("--no-local-node", dest="local_node", action="store_false",
+                    help="no node agent for this machine (e.g. before `dockyard events import`)")
     sub.add_parser("down", help="stop what `up` started; keep the data")
     sub.add_parser("status", help="show each component and whether it is healthy")
 
@@ -592,7 +594,7 @@ def dispatch(args: argparse.Namespace, rest: list[str]) -> int:
     if args.command == "events" and cli_integrations.wants_transfer(args):
         return run_async(cli_integrations.cmd_events_transfer, args)
     if args.command == "up":
-        return stack.up(config.home(), args.detach, args.hollow_nodes)
+        return stack.up(config.home(), args.detach, args.hollow_nodes, args.local_node)
     if args.command == "down":
         return stack.down(config.home())
     if args.command == "status":
@@ -623,6 +625,9 @@ def main(argv: list[str] | None = None) -> None:
         code = dispatch(args, rest)
     except KeyboardInterrupt:
         code = 130
+    except BrokenPipeError:  # `dockyard get pods | head`: the reader left, which is not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = 0
     except ApiCallError as exc:
         print(_api_error("", exc), file=sys.stderr)
         code = 1

@@ -23,11 +23,13 @@ SERVICES = ("api", "projector", "scheduler", "controller", "node-agent")
 RESTART_BACKOFF_MAX = 30.0
 
 
-def service_arguments(root: Path, hollow_nodes: int) -> dict[str, list[str]]:
+def service_arguments(root: Path, hollow_nodes: int, local_node: bool = True) -> dict[str, list[str]]:
     """Each child service of the stack and its flags: a local node (process driver), maybe hollow nodes."""
     arguments = {name: [] for name in SERVICES}
     arguments["node-agent"] = ["--name", socket.gethostname().lower(), "--driver", "process",
                                "--state-dir", str(root / "node-agent")]
+    if not local_node:  # e.g. a stack that will receive `dockyard events import`: its log stays empty
+        del arguments["node-agent"]
     if hollow_nodes:
         arguments["hollow-nodes"] = ["--count", str(hollow_nodes)]
     return arguments
@@ -44,9 +46,9 @@ def _say(message: str) -> None:
 class Supervisor:
     """Starts the servers and services in order, restarts services that die, stops all in reverse."""
 
-    def __init__(self, root: Path, hollow_nodes: int = 0):
+    def __init__(self, root: Path, hollow_nodes: int = 0, local_node: bool = True):
         self.root = root
-        self.arguments = service_arguments(root, hollow_nodes)
+        self.arguments = service_arguments(root, hollow_nodes, local_node)
         self.logs = root / "logs"
         self.nats: NatsServer | None = None
         self.postgres: PostgresServer | None = None
@@ -197,14 +199,14 @@ def running_stack(root: Path) -> StackInfo | None:
     return None
 
 
-def up(root: Path, detach: bool, hollow_nodes: int = 0) -> int:
+def up(root: Path, detach: bool, hollow_nodes: int = 0, local_node: bool = True) -> int:
     existing = running_stack(root)
     if existing:
         _say(f"dockyard is already up under {root} (supervisor pid {existing.supervisor_pid})")
         return 0
     if detach:
-        return _up_detached(root, hollow_nodes)
-    supervisor = Supervisor(root, hollow_nodes)
+        return _up_detached(root, hollow_nodes, local_node)
+    supervisor = Supervisor(root, hollow_nodes, local_node)
 
     def request_stop(signum, frame):
         supervisor.stopping = True
@@ -226,12 +228,13 @@ def up(root: Path, detach: bool, hollow_nodes: int = 0) -> int:
     return 0
 
 
-def _up_detached(root: Path, hollow_nodes: int) -> int:
+def _up_detached(root: Path, hollow_nodes: int, local_node: bool) -> int:
     root.mkdir(parents=True, exist_ok=True)
     (root / "logs").mkdir(exist_ok=True)
     log_path = root / "logs" / "up.log"
     with open(log_path, "ab") as log:
-        proc = subprocess.Popen([sys.executable, "-P", "-m", "dockyard", "up", "--hollow-nodes", str(hollow_nodes)],
+        command = [sys.executable, "-P", "-m", "dockyard", "up", "--hollow-nodes", str(hollow_nodes)]
+        proc = subprocess.Popen(command + ([] if local_node else ["--no-local-node"]),
                                 stdout=log, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, start_new_session=True,
                                 env=dict(os.environ, DOCKYARD_HOME=str(root)))

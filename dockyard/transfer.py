@@ -268,5 +268,6 @@ async def ensure_fresh(log: EventLog, force: bool) -> None:
     await log.ensure_streams()
     last = await log.last_stream_seq()
     if last and not force:
-        raise TransferError(f"{STREAM} is not empty (last sequence {last}): import into a fresh stack, "
+        raise TransferError(f"{STREAM} is not empty (last sequence {last}): import into a fresh stack "
+                            f"(`dockyard up --no-local-node`, so no node registers first), "
                             f"or pass --force to append after what is there")
