@@ -19,6 +19,7 @@ import nats.errors
 from dockyard import config, printers, stack
 from dockyard import cli_audit
 from dockyard import cli_history
+from dockyard import cli_images
 from dockyard.client import ApiCallError, ApiClient, Unreachable
 from dockyard.config import ConfigError
 from dockyard.eventlog import EventLog, EventRecord, kind_filter, parse_subject, subject_for
@@ -579,10 +580,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     cli_audit.add_parsers(sub)
     cli_history.add_parsers(sub, add_namespace)
+    cli_images.add_parsers(sub)
     cli_integrations.add_integrations_parser(sub)
 
     run = sub.add_parser("run", help="run one service in the foreground")
     run.add_argument("service")
+
+    console = sub.add_parser("console", help="the terminal UI: live views, filters and actions")
+    console.add_argument("--readonly", action="store_true", help="refuse every action that changes the cluster")
     return parser
 
 
@@ -607,8 +612,15 @@ def dispatch(args: argparse.Namespace, rest: list[str]) -> int:
         return cmd_schemas(args)
     if args.command == "audit":
         return cli_audit.cmd_audit(args)
+    if args.command == "images":
+        return cli_images.cmd_images(args)
     if args.command == "snapshots":
         return cli_history.cmd_snapshots(args)
+    if args.command == "console":
+        from dockyard.tui.app import run as run_console
+
+        config.nats_url()  # no stack: the usual error, before the screen is taken over
+        return run_console(readonly=args.readonly)
     commands = {"apply": cmd_apply, "get": cmd_get, "describe": cmd_describe, "delete": cmd_delete,
                 "events": cmd_events, "scale": cmd_scale, "rollout": cmd_rollout, "cordon": cmd_cordon,
                 "uncordon": cmd_cordon, "drain": cmd_drain, "explain": cmd_explain, "logs": cmd_logs}

@@ -1,4 +1,4 @@
-"""Events of the cluster's aggregates: deployments, pods, nodes, and the command record."""
+"""Events of the cluster's aggregates: deployments, pods, nodes, images, registries, and the command record."""
 
 from __future__ import annotations
 
@@ -168,6 +168,88 @@ def command_recorded_from_v1(payload: dict) -> dict:
     return upcast
 
 
+# ---------------------------------------------------------------- images (the registry indexer)
+
+
+class ImagePlatform(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """One runnable image: a single-platform manifest and what its config says."""
+
+    digest: str
+    media_type: str = ""
+    os: str = ""
+    architecture: str = ""
+    variant: str = ""
+    config_digest: str = ""
+    layers: int = 0
+    size: int = 0  # the layers' compressed bytes
+    env: tuple[str, ...] = ()
+    entrypoint: tuple[str, ...] = ()
+    cmd: tuple[str, ...] = ()
+    working_dir: str = ""
+    user: str = ""
+    exposed_ports: tuple[str, ...] = ()
+    labels: dict[str, str] = {}
+    created: str = ""
+
+
+class ImageIndexed(Event, frozen=True, kw_only=True, tag="image.indexed.v1"):
+    """A tag the index did not know now names `digest` (a manifest, or an index of `platforms`)."""
+
+    KIND = "image"
+    registry: str
+    repository: str
+    tag: str
+    digest: str
+    media_type: str
+    size: int = 0
+    platforms: tuple[ImagePlatform, ...] = ()
+
+
+class ImageTagMoved(Event, frozen=True, kw_only=True, tag="image.tag_moved.v1"):
+    """A known tag now names another digest (a re-push or a retag)."""
+
+    KIND = "image"
+    registry: str
+    repository: str
+    tag: str
+    digest: str
+    previous_digest: str
+    media_type: str
+    size: int = 0
+    platforms: tuple[ImagePlatform, ...] = ()
+
+
+class ImageDeleted(Event, frozen=True, kw_only=True, tag="image.deleted.v1"):
+    """A tag is gone from the registry (its manifest deleted, or the tag no longer listed)."""
+
+    KIND = "image"
+    registry: str
+    repository: str
+    tag: str
+    digest: str = ""
+
+
+class ImageRejected(Event, frozen=True, kw_only=True, tag="image.rejected.v1"):
+    """The registry answered garbage for a tag (truncated JSON, digest mismatch, HTML, a cycle)."""
+
+    KIND = "image"
+    registry: str
+    repository: str
+    tag: str
+    reason: str
+
+
+class RegistryUnreachable(Event, frozen=True, kw_only=True, tag="registry.unreachable.v1"):
+    KIND = "registry"
+    registry: str
+    reason: str
+
+
+class RegistryRecovered(Event, frozen=True, kw_only=True, tag="registry.recovered.v1"):
+    KIND = "registry"
+    registry: str
+
+
 AnyEvent = Union[
     DeploymentCreated,
     DeploymentUpdated,
@@ -186,6 +268,12 @@ AnyEvent = Union[
     NodeDeregistered,
     NodeStatusChanged,
     CommandRecorded,
+    ImageIndexed,
+    ImageTagMoved,
+    ImageDeleted,
+    ImageRejected,
+    RegistryUnreachable,
+    RegistryRecovered,
 ]
 
 EVENT_TYPES: dict[str, type[Event]] = {cls.type_name(): cls for cls in AnyEvent.__args__}  # type: ignore[attr-defined]

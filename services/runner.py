@@ -21,6 +21,7 @@ SERVICES = {
     "controller": "dockyard.services.controller.service",
     "node-agent": "dockyard.services.node_agent.service",
     "hollow-nodes": "dockyard.services.node_agent.hollow",
+    "registry-indexer": "dockyard.services.registry_indexer.service",
 }
 
 

@@ -27,6 +27,12 @@ conditions = st.lists(
     max_size=3,
 ).map(tuple)
 counts = st.integers(min_value=0, max_value=10_000)
+_strings = st.lists(text, max_size=2).map(tuple)
+_platforms = st.lists(st.builds(
+    events.ImagePlatform, digest=text, media_type=text, os=text, architecture=text, variant=text,
+    config_digest=text, layers=counts, size=counts, env=_strings, entrypoint=_strings, cmd=_strings,
+    working_dir=text, user=text, exposed_ports=_strings, labels=st.dictionaries(text, text, max_size=2),
+    created=text), max_size=2).map(tuple)
 
 STRATEGIES: dict[type, st.SearchStrategy] = {
     events.DeploymentCreated: st.builds(events.DeploymentCreated, deployment=deployments()),
@@ -67,6 +73,14 @@ STRATEGIES: dict[type, st.SearchStrategy] = {
         events.CommandRecorded, command_id=text, verb=st.sampled_from(["apply", "delete"]),
         object=st.builds(events.ObjectRef, kind=text, namespace=text, name=text), actor=text, result=text,
         reason=text, summary=text, dry_run=st.booleans(), time=text),
+    events.ImageIndexed: st.builds(events.ImageIndexed, registry=text, repository=text, tag=text, digest=text,
+                                   media_type=text, size=counts, platforms=_platforms),
+    events.ImageTagMoved: st.builds(events.ImageTagMoved, registry=text, repository=text, tag=text, digest=text,
+                                    previous_digest=text, media_type=text, size=counts, platforms=_platforms),
+    events.ImageDeleted: st.builds(events.ImageDeleted, registry=text, repository=text, tag=text, digest=text),
+    events.ImageRejected: st.builds(events.ImageRejected, registry=text, repository=text, tag=text, reason=text),
+    events.RegistryUnreachable: st.builds(events.RegistryUnreachable, registry=text, reason=text),
+    events.RegistryRecovered: st.builds(events.RegistryRecovered, registry=text),
 }
 
 

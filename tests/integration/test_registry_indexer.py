@@ -1,0 +1,181 @@
+"""The registry indexer against a real docker-registry: webhook pushes, deletes, retags, outages, auth, the CLI."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+from dockyard.eventlog import kind_filter
+from dockyard.servers import free_port
+from tests.integration.test_cli import dockyard, ok
+from tests.registry_fixtures import fake_registry, registry_factory, test_images  # noqa: F401 - fixtures
+
+REPO = "team/web.app"
+
+
+async def image_events(eventlog, kind: str = "image") -> list:
+    return [r.event async for batch in eventlog.read_range(kind_filter(kind)) for r in batch]
+
+
+async def wait_for_event(eventlog, predicate, kind: str = "image", timeout: float = 20.0):
+    """The first event matching `predicate` (polling the log); fails after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = [e for e in await image_events(eventlog, kind) if predicate(e)]
+        if found:
+            return found[0]
+        assert time.monotonic() < deadline, f"no matching {kind} event in {await image_events(eventlog, kind)}"
+        await asyncio.sleep(0.1)
+
+
+def start_indexer(services, registry, webhook_port: int, *extra: str):
+    return services("registry-indexer", "--registry", registry.url, "--insecure", "--webhook-port",
+                    str(webhook_port), "--probe-interval", "0.3", "--resync-interval", "3600", *extra)
+
+
+def of(type_name: str, tag: str = "", repository: str = REPO):
+    return lambda e: e.type_name() == type_name and e.repository == repository and (not tag or e.tag == tag)
+
+
+async def wait_for_rows(stack_env, count: int, *args: str) -> list[dict]:
+    deadline = time.monotonic() + 20
+    while True:
+        listing = json.loads(ok(dockyard(stack_env, "images", *args, "-o", "json")))
+        if len(listing["images"]) == count or time.monotonic() > deadline:
+            return listing["images"]
+        await asyncio.sleep(0.2)
+
+
+async def test_push_retag_delete_through_the_webhook_and_the_cli(stack_env, services, eventlog, registry_factory,
+                                                                  test_images):
+    webhook = free_port()
+    registry = registry_factory(webhook_url=f"http://127.0.0.1:{webhook}/notify")
+    start_indexer(services, registry, webhook)
+
+    test_images.push("v1", registry, f"{REPO}:v1")
+    indexed = await wait_for_event(eventlog, of("image.indexed.v1", "v1"))
+    assert indexed.digest == test_images.digest("v1") and indexed.registry == registry.address
+    (platform,) = indexed.platforms
+    assert (platform.os, platform.architecture, platform.layers) == ("linux", "amd64", 1)
+    assert platform.entrypoint == ("/bin/busybox",) and platform.cmd == ("sh",)
+    assert (platform.working_dir, platform.user, platform.exposed_ports) == ("/srv", "1000", ("8080/tcp",))
+    assert platform.labels == {"org.example.app": "demo"} and platform.size > 500_000 and platform.created
+
+    test_images.push("multi", registry, f"{REPO}:multi")
+    multi = await wait_for_event(eventlog, of("image.indexed.v1", "multi"))
+    assert multi.media_type == "application/vnd.oci.image.index.v1+json"
+    assert [(p.os, p.architecture) for p in multi.platforms] == [("linux", "amd64"), ("linux", "arm64")]
+
+    test_images.push("v2", registry, f"{REPO}:v1")  # a re-push: v1 now names another image
+    moved = await wait_for_event(eventlog, of("image.tag_moved.v1", "v1"))
+    assert (moved.previous_digest, moved.digest) == (test_images.digest("v1"), test_images.digest("v2"))
+    assert "VERSION=2" in moved.platforms[0].env
+
+    rows = await wait_for_rows(stack_env, 2)
+    assert {(r["tag"], r["digest"]) for r in rows} == {("v1", test_images.digest("v2")),
+                                                      ("multi", test_images.digest("multi"))}
+    table = ok(dockyard(stack_env, "images", REPO))
+    assert "linux/amd64,linux/arm64" in table and test_images.digest("multi")[:19] in table
+    described = ok(dockyard(stack_env, "images", "describe", f"{REPO}:v1"))
+    assert "VERSION=2" in described and "/bin/busybox" in described
+    arm_digest = multi.platforms[1].digest
+    by_digest = json.loads(ok(dockyard(stack_env, "images", "describe", f"{REPO}@{arm_digest}", "-o", "json")))
+    assert [image["tag"] for image in by_digest] == ["multi"]
+
+    registry.delete_manifest(REPO, test_images.digest("multi"))
+    deleted = await wait_for_event(eventlog, of("image.deleted.v1", "multi"))
+    assert deleted.digest == test_images.digest("multi")
+    assert [r["tag"] for r in await wait_for_rows(stack_env, 1)] == ["v1"]
+    missing = dockyard(stack_env, "images", "describe", f"{REPO}:multi")
+    assert missing.returncode == 1 and b"not found" in missing.stderr
+
+
+async def test_a_restarted_indexer_appends_nothing_for_what_it_already_indexed(services, eventlog, registry_factory,
+                                                                             test_images):
+    registry = registry_factory()
+    test_images.push("v1", registry, f"{REPO}:v1")
+    test_images.push("multi", registry, "other:multi")
+    indexer = start_indexer(services, registry, free_port())  # ready after its first crawl
+    first = await image_events(eventlog)
+    assert sorted((e.repository, e.tag) for e in first) == [("other", "multi"), (REPO, "v1")]
+    indexer.stop()
+    start_indexer(services, registry, free_port())
+    await asyncio.sleep(0.5)
+    assert await image_events(eventlog) == first
+
+
+async def test_an_outage_is_recorded_and_the_resync_finds_what_changed(services, eventlog, registry_factory,
+                                                                       test_images):
+    webhook = free_port()
+    registry = registry_factory(webhook_url=f"http://127.0.0.1:{webhook}/notify")
+    test_images.push("v1", registry, f"{REPO}:v1")
+    start_indexer(services, registry, webhook)
+    await wait_for_event(eventlog, of("image.indexed.v1", "v1"))
+
+    registry.stop()
+    down = await wait_for_event(eventlog, lambda e: e.type_name() == "registry.unreachable.v1", kind="registry")
+    assert down.registry == registry.address and down.reason
+
+    # While it is down, another registry process on the same storage takes a push the indexer never hears of.
+    from tests.registry_fixtures import RegistryServer
+
+    side = RegistryServer(registry.root).start()
+    try:
+        test_images.push("multi", side, f"{REPO}:multi")
+        test_images.push("v2", side, f"{REPO}:v1")
+    finally:
+        side.stop()
+    registry.start()
+
+    await wait_for_event(eventlog, lambda e: e.type_name() == "registry.recovered.v1", kind="registry")
+    await wait_for_event(eventlog, of("image.indexed.v1", "multi"))
+    moved = await wait_for_event(eventlog, of("image.tag_moved.v1", "v1"))
+    assert moved.digest == test_images.digest("v2")
+
+
+async def test_a_registry_with_basic_auth(services, eventlog, registry_factory, test_images, tmp_path):
+    registry = registry_factory(users={"indexer": "s3cret"})
+    test_images.push("v1", registry, f"{REPO}:v1", creds="indexer:s3cret")
+    password = tmp_path / "password"
+    password.write_text("s3cret\n")
+    start_indexer(services, registry, free_port(), "--username", "indexer", "--password-file", str(password))
+    indexed = await wait_for_event(eventlog, of("image.indexed.v1", "v1"))
+    assert indexed.digest == test_images.digest("v1")
+    assert not [e for e in await image_events(eventlog, "registry") if e.type_name() == "registry.unreachable.v1"]
+
+
+async def test_garbage_is_an_event_and_a_status_line_and_the_crawl_carries_on(stack_env, eventlog, fake_registry):
+    from dockyard.services.registry_indexer.distribution import Registry
+    from dockyard.services.registry_indexer.index import RegistryIndex
+    from dockyard.services.registry_indexer.service import Indexer
+
+    fake = fake_registry()
+    good = fake.image(REPO, "good")
+    fake.manifest(REPO, "html", b"<html>maintenance</html>", "text/html")
+    fake.manifest(REPO, "cut", b'{"schemaVersion": 2, "lay')
+    fake.catalog([REPO, "broken"], {REPO: ["good", "html", "cut"]})
+    fake.routes["/v2/broken/tags/list"] = (200, {"Content-Type": "text/html"}, b"<html>oops</html>")
+    registry = Registry(fake.url, insecure=True)
+    indexer = Indexer(eventlog, registry, RegistryIndex(registry.name))
+    try:
+        await indexer.do(("crawl",))
+        first = await image_events(eventlog)
+        await indexer.do(("crawl",))
+        assert await image_events(eventlog) == first  # the same garbage is not news
+    finally:
+        await registry.close()
+    by_tag = {(e.repository, e.tag): e for e in first}
+    assert by_tag[(REPO, "good")].digest == good
+    assert "not JSON" in by_tag[(REPO, "html")].reason and "not JSON" in by_tag[(REPO, "cut")].reason
+    assert by_tag[("broken", "")].type_name() == "image.rejected.v1"
+    assert await image_events(eventlog, "registry") == []
+
+    deadline = time.monotonic() + 20
+    while True:
+        listed = dockyard(stack_env, "images")
+        if listed.stderr.count(b"warning:") == 3 or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.2)
+    assert b"good" in listed.stdout and b"<invalid>" in listed.stdout
+    assert listed.stderr.count(b"warning:") == 3, listed.stderr

@@ -1,0 +1,116 @@
+"""Snapshots of the console's main views over fixed data (a client double: no ages, no clock, no stack).
+
+Update after a deliberate change with `pytest tests/unit/test_console_snapshots.py --snapshot-update`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from dockyard.tui.app import ConsoleApp
+
+SIZES = {"wide": (120, 40), "small": (80, 24)}
+
+
+def make_pod(name: str, app: str, node: str, phase: str = "Running") -> dict:
+    return {"apiVersion": "dockyard.io/v1", "kind": "Pod",
+            "metadata": {"name": name, "namespace": "default", "labels": {"app": app}},
+            "spec": {"nodeName": node, "containers": [{"name": "main", "image": "busybox"}]},
+            "status": {"phase": phase, "hostIP": "10.0.0.1"}}
+
+
+def make_deployment(name: str, replicas: int, ready: int) -> dict:
+    return {"apiVersion": "dockyard.io/v1", "kind": "Deployment", "metadata": {"name": name, "namespace": "default"},
+            "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": name}},
+                     "template": {"spec": {"containers": [{"name": "main", "image": "busybox"}]}}},
+            "status": {"readyReplicas": ready, "updatedReplicas": ready, "availableReplicas": ready}}
+
+
+def make_node(name: str) -> dict:
+    return {"apiVersion": "dockyard.io/v1", "kind": "Node", "metadata": {"name": name},
+            "spec": {"capacity": {"cpu": "4", "memory": "8Gi", "pods": "110"}},
+            "status": {"conditions": [{"type": "Ready", "status": "True"}]}}
+
+
+OBJECTS = {
+    "Pod": [make_pod(f"web-{i}", "web", f"n{i % 2}") for i in range(3)] + [make_pod("db-0", "db", "n1", "Pending")],
+    "Deployment": [make_deployment("web", 3, 3), make_deployment("db", 1, 0)],
+    "Node": [make_node("n0"), make_node("n1")],
+}
+
+
+class Page:
+    def __init__(self, items):
+        self.items, self.continue_token, self.position = items, "", 0
+
+
+class FixedClient:
+    """Serves OBJECTS and no events."""
+
+    async def list_page(self, kind, limit, continue_token=""):
+        return Page(OBJECTS[kind])
+
+    async def last_seq(self):
+        return 0
+
+    async def follow(self, kind, start_seq):
+        await asyncio.Event().wait()
+        yield  # pragma: no cover
+
+    async def projection_lag(self):
+        return 0
+
+    async def close(self):
+        pass
+
+
+async def fixed_client(**callbacks):
+    return FixedClient()
+
+
+def console(readonly: bool = False) -> ConsoleApp:
+    app = ConsoleApp(readonly=readonly, client_factory=fixed_client)
+    app.rate.rate = lambda now: 0.0
+    return app
+
+
+@pytest.mark.parametrize("size", SIZES, ids=list(SIZES))
+@pytest.mark.parametrize("keys", [(), ("2",), ("3",), ("3", "w"), ("slash", "w", "e", "b", "enter"), ("question_mark",)],
+                         ids=["pods", "deployments", "nodes", "nodes-wide", "pods-filtered", "help"])
+def test_views(snap_compare, keys, size):
+    async def loaded(pilot):
+        await pilot.app.loaded.wait()
+        await pilot.pause()
+
+    assert snap_compare(console(), press=keys, terminal_size=SIZES[size], run_before=loaded)
+
+
+async def test_a_failed_connection_shows_a_banner_then_recovers():
+    attempts = []
+
+    async def flaky(**callbacks):
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise OSError("connection refused")
+        return FixedClient()
+
+    app = ConsoleApp(client_factory=flaky)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause(0.3)
+        banner = app.query_one("#banner")
+        assert banner.display and "connection lost" in str(banner.render())
+        await asyncio.wait_for(app.loaded.wait(), 5)
+        await pilot.pause()
+        assert not banner.display
+        assert app.table.row_count == 4
+
+
+async def test_readonly_refuses_without_a_dialog():
+    app = ConsoleApp(readonly=True, client_factory=fixed_client)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await app.loaded.wait()
+        await pilot.press("2", "s", "ctrl+d", "r")
+        assert len(app.screen_stack) == 1
+        assert sum("refused" in n.message for n in app._notifications) == 3
