@@ -725,14 +725,19 @@ def main() -> int:
     parser.add_argument("--events", type=int, default=0,
                         help="events for batched appends and projection (default 100,000; 10,000 with --quick)")
     parser.add_argument("--quick", action="store_true", help="a small run, for smoke tests")
-    args = parser.parse_args()
+    return run_guarded(run, parser.parse_args(), "dy-bench-", SUMMARY)
+
+
+def run_guarded(run: Callable[[argparse.Namespace, Path], None], args: argparse.Namespace, prefix: str,
+                summary: list[str]) -> int:
+    """Run a bench in a fresh temp dir, clean up whatever happens (Ctrl-C, SIGTERM), print its summary."""
 
     def on_term(signum, frame):
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started with SIGINT ignored
-    tmp = Path(tempfile.mkdtemp(prefix="dy-bench-", dir="/tmp"))  # short: sockets and the postgres user care
+    tmp = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))  # short: sockets and the postgres user care
     tmp.chmod(0o755)  # as root, PostgreSQL runs as another user who must traverse it
     started = time.perf_counter()
     try:
@@ -745,7 +750,7 @@ def main() -> int:
         signal.signal(signal.SIGINT, signal.default_int_handler)
     say()
     say("== summary")
-    for line in SUMMARY:
+    for line in summary:
         say(line)
     say(f"total run time: {time.perf_counter() - started:,.1f} s")
     return 0

@@ -48,10 +48,10 @@ import msgspec  # noqa: E402
 
 from bench.eventlog import (  # noqa: E402
     CLEANUP,
+    run_guarded,
     PENDING,
     RUNNING,
     checkpoints,
-    cleanup,
     command,
     cpu_model,
     filesystem_of,
@@ -465,30 +465,7 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="a small run, under a minute")
     parser.add_argument("--snapshot-every", type=int, default=0,
                         help=f"the projector's snapshot interval (default {SNAPSHOT_EVERY:,}, or events/20 if fewer)")
-    args = parser.parse_args()
-
-    def on_term(signum, frame):
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, on_term)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    tmp = Path(tempfile.mkdtemp(prefix="dy-replay-", dir="/tmp"))  # short: sockets and the postgres user care
-    tmp.chmod(0o755)  # as root, PostgreSQL runs as another user who must traverse it
-    started = time.perf_counter()
-    try:
-        run(args, tmp)
-    except KeyboardInterrupt:
-        say("\ninterrupted; cleaning up")
-        return 130
-    finally:
-        cleanup(tmp)
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-    say()
-    say("== summary")
-    for line in SUMMARY:
-        say(line)
-    say(f"total run time: {time.perf_counter() - started:,.1f} s")
-    return 0
+    return run_guarded(run, parser.parse_args(), "dy-replay-", SUMMARY)
 
 
 if __name__ == "__main__":
