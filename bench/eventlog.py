@@ -566,20 +566,7 @@ def projection_benchmark(tmp: Path, pg: PostgresServer, events: int, timeout: fl
     CLEANUP.append(conn.close)
     postgres_pids = lambda: [pg.pid, *children_of(pg.pid)] if pg.pid else []  # noqa: E731
     started = time.perf_counter()
-    with open(log_path, "ab") as out:
-        proc = subprocess.Popen([sys.executable, "-P", "-m", "dockyard.services.projector", "--metrics-port", str(port)],
-                                env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-
-    def stop_projector() -> None:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-
-    CLEANUP.append(stop_projector)
+    proc = start_projector(env, log_path, port)
     meter = CpuMeter({"projector": lambda: [proc.pid], "nats-server": lambda: [nats.pid],
                       "postgres": postgres_pids})
     meter.start()
@@ -612,7 +599,7 @@ def projection_benchmark(tmp: Path, pg: PostgresServer, events: int, timeout: fl
     finished = time.perf_counter()
     meter.stop()
     projector_hwm = max(projector_hwm, vm_hwm_kib(proc.pid))
-    stop_projector()
+    stop_process(proc)
 
     rows = {name: conn.execute(f"SELECT count(*) FROM {PROJECTIONS[name].table}").fetchone()[0]
             for name in PROJECTIONS}
@@ -708,7 +695,7 @@ def run(args: argparse.Namespace, tmp: Path) -> None:
     SUMMARY.append(f"benchmark process peak RSS: {mib(peak)}")
 
 
-def cleanup(tmp: Path) -> None:
+def cleanup(tmp: Path, keep: bool = False) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not leave servers behind
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     while CLEANUP:
@@ -717,7 +704,31 @@ def cleanup(tmp: Path) -> None:
             action()
         except Exception as exc:  # keep cleaning up
             print(f"cleanup: {exc}", file=sys.stderr)
-    shutil.rmtree(tmp, ignore_errors=True)
+    if keep:
+        say(f"logs kept in {tmp}")
+    else:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def stop_process(proc: subprocess.Popen) -> None:
+    """SIGTERM, then SIGKILL after 15 s; nothing if it already ended."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def start_projector(env: dict[str, str], log_path: Path, port: int, *extra: str) -> subprocess.Popen:
+    """The projector as its own process; stopped by cleanup if the bench does not stop it first."""
+    with open(log_path, "ab") as out:
+        proc = subprocess.Popen([sys.executable, "-P", "-m", "dockyard.services.projector", "--metrics-port",
+                                 str(port), *extra], env=env, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    CLEANUP.append(lambda: stop_process(proc))
+    return proc
 
 
 def main() -> int:

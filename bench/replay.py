@@ -30,7 +30,6 @@ import importlib.util
 import os
 import platform
 import resource
-import signal
 import subprocess
 import sys
 import tempfile
@@ -49,6 +48,8 @@ import msgspec  # noqa: E402
 from bench.eventlog import (  # noqa: E402
     CLEANUP,
     run_guarded,
+    start_projector,
+    stop_process,
     PENDING,
     RUNNING,
     checkpoints,
@@ -286,21 +287,7 @@ def rebuild_all(tmp: Path, env: dict[str, str], pg: PostgresServer, targets: dic
 
     port = free_port()
     log_path = tmp / "projector.log"
-    with open(log_path, "ab") as out:
-        proc = subprocess.Popen([sys.executable, "-P", "-m", "dockyard.services.projector", "--metrics-port",
-                                 str(port), "--snapshot-every", str(snapshot_every)],
-                                env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-
-    def stop() -> None:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-
-    CLEANUP.append(stop)
+    proc = start_projector(env, log_path, port, "--snapshot-every", str(snapshot_every))
     conn = psycopg.connect(f"postgresql://postgres@127.0.0.1:{pg.port}/dockyard", autocommit=True)
     CLEANUP.append(conn.close)
     started = time.perf_counter()
@@ -318,7 +305,7 @@ def rebuild_all(tmp: Path, env: dict[str, str], pg: PostgresServer, targets: dic
     elapsed = time.perf_counter() - started
     peak = max(peak, vm_hwm_kib(proc.pid))
     snapshots, snapshot_seconds = snapshot_metrics(port)
-    stop()
+    stop_process(proc)
     return Rebuilt(elapsed, peak, snapshots, snapshot_seconds)
 
 

@@ -29,7 +29,6 @@ import importlib.util
 import os
 import platform
 import resource
-import shutil
 import signal
 import subprocess
 import sys
@@ -46,7 +45,18 @@ if str(ROOT) not in sys.path:
 from nats.js.api import ConsumerConfig, DeliverPolicy  # noqa: E402
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
-from bench.eventlog import cpu_model, cpu_seconds, mib, nats_version, percentile, ram_kib, say, vm_hwm_kib  # noqa: E402
+from bench.eventlog import (  # noqa: E402
+    CLEANUP,
+    cleanup,
+    cpu_model,
+    cpu_seconds,
+    mib,
+    nats_version,
+    percentile,
+    ram_kib,
+    say,
+    vm_hwm_kib,
+)
 from dockyard.eventlog import H_TIME, H_TYPE, STREAM, Append, EventLog, kind_filter, subject_for  # noqa: E402
 from dockyard.schemas.events import NodeRegistered, NodeStatusChanged, PodCreated, PodScheduled  # noqa: E402
 from dockyard.schemas.manifests import (  # noqa: E402
@@ -70,7 +80,6 @@ NODE_CPU, NODE_MEMORY, NODE_PODS = "4", "8Gi", 110
 POD_CPU, POD_MEMORY = "100m", "128Mi"
 CREATE_WINDOW = 2000  # PodCreated appends in flight at once
 
-CLEANUP: list[Callable[[], None]] = []  # run in reverse on exit, whatever happens
 
 
 def group(value: float) -> str:
@@ -387,21 +396,6 @@ async def run(args: argparse.Namespace, tmp: Path) -> None:
     for label, pid in pids.items():
         kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss if label == "bench" else vm_hwm_kib(pid)
         say(f"peak rss {label}: {mib(kib)}")
-
-
-def cleanup(tmp: Path, keep: bool) -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    while CLEANUP:
-        action = CLEANUP.pop()
-        try:
-            action()
-        except Exception as exc:  # keep cleaning up
-            print(f"cleanup: {exc}", file=sys.stderr)
-    if keep:
-        say(f"logs kept in {tmp}")
-    else:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def main() -> int:

@@ -22,9 +22,9 @@ from dockyard import cli_history
 from dockyard import cli_images
 from dockyard.client import ApiCallError, ApiClient, Unreachable
 from dockyard.config import ConfigError
-from dockyard.eventlog import EventLog, EventRecord, kind_filter, parse_subject, subject_for
+from dockyard.eventlog import kind_filter, parse_subject, subject_for
 from dockyard.manifests import ManifestError, load_located_documents
-from dockyard.schemas.manifests import KIND_ALIASES, KINDS
+from dockyard.schemas.manifests import KINDS, kind_named, subject_kind
 from dockyard.selectors import SelectorError, matches, parse_selector
 
 
@@ -36,14 +36,10 @@ class CliError(Exception):
 
 
 def resolve_kind(kind: str) -> str:
-    resolved = KIND_ALIASES.get(kind.lower()) or (kind if kind in KINDS else None)
+    resolved = kind_named(kind)
     if resolved is None:
         raise CliError(f'the server doesn\'t have a resource type "{kind}"')
     return resolved
-
-
-def subject_kind(kind: str) -> str:
-    return kind.lower()
 
 
 async def _client() -> ApiClient:
@@ -240,16 +236,6 @@ async def watch(client: ApiClient, kind: str, namespace: str, args: argparse.Nam
         sys.stdout.flush()
 
 
-def _history_rows(records: list[EventRecord]) -> list[tuple[str, str, str, str]]:
-    rows = []
-    for record in records[-20:]:
-        event = msgspec.to_builtins(record.event)
-        event.pop("type", None)
-        detail = ", ".join(f"{k}={v}" for k, v in event.items() if not isinstance(v, (dict, list)))
-        rows.append((printers.age(record.time), record.type, record.actor, detail or "-"))
-    return rows
-
-
 async def cmd_describe(client: ApiClient, args: argparse.Namespace) -> int:
     if cli_history.travels(args):
         return await cli_history.cmd_describe_at(client, args)
@@ -262,7 +248,7 @@ async def cmd_describe(client: ApiClient, args: argparse.Namespace) -> int:
         records = await client.log.read_aggregate(subject_for(subject_kind(kind), meta.get("namespace", ""), name))
         if index:
             print()
-        print(printers.describe(obj, _history_rows(records)))
+        print(printers.describe(obj, printers.history_rows(records)))
     return 0
 
 

@@ -16,7 +16,7 @@ from dockyard.client import ApiClient
 from dockyard.config import ConfigError
 from dockyard.db import RESOURCE_TABLES, async_engine
 from dockyard.eventlog import EventLog, subject_for
-from dockyard.schemas.manifests import KINDS
+from dockyard.schemas.manifests import KINDS, subject_kind
 from dockyard.selectors import matches, parse_selector
 
 OUTPUTS = (None, "table", "json")
@@ -164,7 +164,7 @@ async def cmd_describe_at(client: ApiClient, args: argparse.Namespace) -> int:
             raise _not_found(kind, name, seq)
         if index:
             print()
-        print(printers.describe(msgspec.to_builtins(obj), cli._history_rows(records)))
+        print(printers.describe(msgspec.to_builtins(obj), printers.history_rows(records)))
     return 0
 
 
@@ -175,7 +175,7 @@ async def cmd_history(client: ApiClient, args: argparse.Namespace) -> int:
     kind = cli.resolve_kind(args.kind)
     namespace = (args.namespace or "default") if KINDS[kind].NAMESPACED else ""
     _check_output(args.output)
-    records = await client.log.read_aggregate(subject_for(timetravel.subject_kind(kind), namespace, args.name))
+    records = await client.log.read_aggregate(subject_for(subject_kind(kind), namespace, args.name))
     if not records:
         raise cli.CliError(f'{RESOURCE_TABLES[kind]} "{args.name}" has no history')
     entries = timetravel.history(records)

@@ -7,6 +7,7 @@ import json
 from collections.abc import Callable, Iterable
 from typing import Any
 
+import msgspec
 import yaml
 
 Obj = dict[str, Any]
@@ -191,6 +192,17 @@ def _describe_containers(containers: list[Obj], indent: str) -> list[str]:
             lines.append(f"{indent}  Environment:")
             lines.extend(f"{indent}    {e.get('name')}: {e.get('value', '')}" for e in env)
     return lines
+
+
+def history_rows(records) -> list[tuple[str, str, str, str]]:
+    """The last events of an aggregate as describe shows them: (age, type, actor, scalar fields)."""
+    rows = []
+    for record in records[-20:]:
+        event = msgspec.to_builtins(record.event)
+        event.pop("type", None)
+        detail = ", ".join(f"{k}={v}" for k, v in event.items() if not isinstance(v, (dict, list)))
+        rows.append((age(record.time), record.type, record.actor, detail or "-"))
+    return rows
 
 
 def describe(obj: Obj, history: list[tuple[str, str, str, str]]) -> str:

@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from dockyard.db import CHECKPOINTS_TABLE, RESOURCE_TABLES
 from dockyard.eventlog import H_TIME, STREAM, EventLog, EventRecord, kind_filter, parse_subject, subject_for
-from dockyard.schemas.manifests import KINDS
+from dockyard.schemas.manifests import KINDS, subject_kind
 from dockyard.state import Resource, evolve, fold
 
 Key = tuple[str, str]  # (namespace, name), as the aggregate's subject names it
@@ -36,10 +36,6 @@ SNAPSHOT_CHUNK = 5_000  # objects per snapshot row
 KIND_OF_TABLE = {table: kind for kind, table in RESOURCE_TABLES.items()}
 IGNORED_FIELDS = frozenset({"metadata.resourceVersion"})  # moves with every event: never news
 SHOWN_VALUE_WIDTH = 60
-
-
-def subject_kind(kind: str) -> str:
-    return kind.lower()
 
 
 def key_of(record: EventRecord) -> Key:

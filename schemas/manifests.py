@@ -291,3 +291,13 @@ KIND_ALIASES: dict[str, str] = {
     "nodes": "Node",
     "no": "Node",
 }
+
+
+def kind_named(name: str) -> str | None:
+    """The kind a user means by `name` (kubectl's plurals and short names), or None."""
+    return KIND_ALIASES.get(name.lower()) or (name if name in KINDS else None)
+
+
+def subject_kind(kind: str) -> str:
+    """The kind's token in event subjects: `dy.evt.<token>.…`."""
+    return kind.lower()

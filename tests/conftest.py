@@ -58,9 +58,8 @@ def postgres():
     shutil.rmtree(root, ignore_errors=True)
 
 
-@pytest.fixture
-def database_url(postgres):
-    """A fresh, migrated database per test."""
+def fresh_database(postgres: PostgresServer) -> str:
+    """A new, migrated database on the session's server; its URL."""
     from dockyard.db import migrate
 
     name = f"t_{uuid.uuid4().hex[:12]}"
@@ -68,6 +67,12 @@ def database_url(postgres):
     url = postgres.url(name)
     migrate(url)
     return url
+
+
+@pytest.fixture
+def database_url(postgres):
+    """A fresh, migrated database per test."""
+    return fresh_database(postgres)
 
 
 @pytest.fixture

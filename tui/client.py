@@ -7,28 +7,13 @@ import io
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-import msgspec
 
 from dockyard import config, printers
 from dockyard.client import ApiClient
 from dockyard.eventlog import EventLog, EventRecord, kind_filter, subject_for
-from dockyard.schemas.manifests import KINDS
+from dockyard.schemas.manifests import KINDS, subject_kind
 
 Obj = dict[str, Any]
-
-
-def subject_kind(kind: str) -> str:
-    return kind.lower()
-
-
-def history_rows(records: list[EventRecord]) -> list[tuple[str, str, str, str]]:
-    rows = []
-    for record in records[-20:]:
-        event = msgspec.to_builtins(record.event)
-        event.pop("type", None)
-        detail = ", ".join(f"{k}={v}" for k, v in event.items() if not isinstance(v, (dict, list)))
-        rows.append((printers.age(record.time), record.type, record.actor, detail or "-"))
-    return rows
 
 
 class LineSink(io.TextIOBase):
@@ -96,7 +81,7 @@ class ConsoleClient:
     async def describe(self, kind: str, name: str, namespace: str) -> str:
         obj = await self.api.get(kind, name, namespace)
         records = await self.log.read_aggregate(subject_for(subject_kind(kind), namespace, name))
-        return printers.describe(obj, history_rows(records))
+        return printers.describe(obj, printers.history_rows(records))
 
     async def yaml(self, kind: str, name: str, namespace: str) -> str:
         return printers.to_yaml(printers.kubernetes_order(await self.api.get(kind, name, namespace)))

@@ -21,11 +21,11 @@ from dockyard.state import Resource
 
 _replace = msgspec.structs.replace
 
-# kind -> (subject kind token, created, updated, deleted)
-LIFECYCLE: dict[str, tuple[str, type[Event], type[Event], type[Event]]] = {
-    "Deployment": ("deployment", DeploymentCreated, DeploymentUpdated, DeploymentDeleted),
-    "Pod": ("pod", PodCreated, PodUpdated, PodDeleted),
-    "Node": ("node", NodeRegistered, NodeUpdated, NodeDeregistered),
+# kind -> (created, updated, deleted)
+LIFECYCLE: dict[str, tuple[type[Event], type[Event], type[Event]]] = {
+    "Deployment": (DeploymentCreated, DeploymentUpdated, DeploymentDeleted),
+    "Pod": (PodCreated, PodUpdated, PodDeleted),
+    "Node": (NodeRegistered, NodeUpdated, NodeDeregistered),
 }
 _PAYLOAD_FIELD = {Deployment: "deployment", Pod: "pod", Node: "node"}
 
@@ -33,10 +33,6 @@ CREATED = "created"
 CONFIGURED = "configured"
 UNCHANGED = "unchanged"
 DELETED = "deleted"
-
-
-def subject_kind(kind: str) -> str:
-    return LIFECYCLE[kind][0]
 
 
 def _event(cls: type[Event], resource: Resource) -> Event:
@@ -62,7 +58,7 @@ def decide_apply(current: Resource | None, incoming: Resource, *, now: str, new_
 
     A changed spec bumps metadata.generation; a change of labels or annotations does not.
     """
-    _, created, updated, _ = LIFECYCLE[incoming.kind]
+    created, updated, _ = LIFECYCLE[incoming.kind]
     if current is None:
         meta = _replace(incoming.metadata, uid=new_uid, generation=1, creation_timestamp=now, resource_version="")
         return CREATED, _event(created, _replace(incoming, metadata=meta))
@@ -88,7 +84,7 @@ def decide_delete(current: Resource | None, kind: str, reason: str = "") -> Even
     """The deletion event, or None if there is nothing to delete."""
     if current is None:
         return None
-    return PodDeleted(reason=reason) if kind == "Pod" else LIFECYCLE[kind][3]()
+    return PodDeleted(reason=reason) if kind == "Pod" else LIFECYCLE[kind][2]()
 
 
 class Refusal(Exception):

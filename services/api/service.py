@@ -17,7 +17,7 @@ from dockyard.eventlog import Append, ConcurrencyConflict, EventLog, Metadata, n
 from dockyard.manifests import ManifestError, validate
 from dockyard.schemas import api
 from dockyard.schemas.events import CommandRecorded, ObjectRef
-from dockyard.schemas.manifests import KIND_ALIASES, KINDS
+from dockyard.schemas.manifests import KINDS, kind_named, subject_kind
 from dockyard.selectors import SelectorError
 from dockyard.service import Health
 from dockyard.services.api import queries
@@ -30,7 +30,6 @@ from dockyard.services.api.decide import (
     decide_delete,
     decide_rollout,
     decide_scale,
-    subject_kind,
 )
 from dockyard.state import fold
 
@@ -65,7 +64,7 @@ class RequestError(Exception):
 
 
 def resolve_kind(kind: str) -> str:
-    resolved = KIND_ALIASES.get(kind.lower()) or (kind if kind in KINDS else None)
+    resolved = kind_named(kind)
     if resolved is None:
         raise RequestError("BadRequest", f'the server doesn\'t have a resource type "{kind}"')
     return resolved

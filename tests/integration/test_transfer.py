@@ -9,21 +9,19 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import uuid
 from pathlib import Path
 
 import msgspec
 import pytest
 from sqlalchemy import create_engine, text
 
-from dockyard.db import migrate
 from dockyard.eventlog import H_MSG_ID, H_TIME, H_TYPE, STREAM, Append, register_upcaster, subject_for
 from dockyard.schemas.events import PodCreated, PodScheduled
 from dockyard.servers import NatsServer
 from dockyard.services.projector.projections import PROJECTIONS
 from dockyard.transfer import ExportedEvent, TransferError, export_events, import_events
 from tests.builders import make_pod
-from tests.conftest import ServiceProcess
+from tests.conftest import ServiceProcess, fresh_database
 from tests.integration.test_projector import append_all, checksum, wait_for_position, workload
 
 
@@ -40,11 +38,7 @@ def target_nats():
 
 @pytest.fixture
 def target_database(postgres):
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    postgres.create_database(name)
-    url = postgres.url(name)
-    migrate(url)
-    return url
+    return fresh_database(postgres)
 
 
 def dockyard(nats_url: str, *args: str, stdout=subprocess.PIPE) -> subprocess.CompletedProcess:
