@@ -41,6 +41,8 @@ LOGS_STREAM = "DY_LOGS"
 LOGS_ROOT = "dy.logs"
 HEARTBEAT_BUCKET = "dy_heartbeats"
 HEARTBEAT_TTL = 300.0  # entries expire on their own; liveness is judged on their age, not their presence
+USAGE_BUCKET = "dy_usage"  # node name -> dockyard.schemas.usage.NodeUsage JSON
+USAGE_TTL = 60.0
 MAX_BATCH = 1000  # the server's limit on an atomic batch
 # The server allows 50 atomic batches in flight per stream; stay under it per process.
 MAX_CONCURRENT_BATCHES = 32
@@ -394,16 +396,23 @@ class EventLog:
             except NotFoundError:
                 await self.js.add_stream(config)
         await self.heartbeats(replicas)
+        await self.usage(replicas)
 
-    async def heartbeats(self, replicas: int = 1):
-        """The KV bucket node agents heartbeat into (key: node name, value: RFC 3339 time)."""
+    async def _bucket(self, name: str, ttl: float, replicas: int):
         try:
-            return await self.js.key_value(HEARTBEAT_BUCKET)
+            return await self.js.key_value(name)
         except (NotFoundError, nats.js.errors.BucketNotFoundError):
             from nats.js.api import KeyValueConfig
 
-            return await self.js.create_key_value(KeyValueConfig(bucket=HEARTBEAT_BUCKET, ttl=HEARTBEAT_TTL,
-                                                                 history=1, replicas=replicas))
+            return await self.js.create_key_value(KeyValueConfig(bucket=name, ttl=ttl, history=1, replicas=replicas))
+
+    async def heartbeats(self, replicas: int = 1):
+        """The KV bucket node agents heartbeat into (key: node name, value: RFC 3339 time)."""
+        return await self._bucket(HEARTBEAT_BUCKET, HEARTBEAT_TTL, replicas)
+
+    async def usage(self, replicas: int = 1):
+        """The KV bucket node agents report resource usage into (key: node name, value: NodeUsage JSON)."""
+        return await self._bucket(USAGE_BUCKET, USAGE_TTL, replicas)
 
     async def last_stream_seq(self) -> int:
         info = await self.js.stream_info(STREAM)

@@ -250,6 +250,31 @@ class RegistryRecovered(Event, frozen=True, kw_only=True, tag="registry.recovere
     registry: str
 
 
+class AlertFired(Event, frozen=True, kw_only=True, tag="alert.fired.v1"):
+    """A rule started to hold (after its `for` duration). The aggregate is one alert: rule + labels.
+
+    Subject: `dy.evt.alert.<fingerprint>` (cluster-scoped), the fingerprint a stable hash of the
+    rule name and its labels, as Alertmanager's.
+    """
+
+    KIND = "alert"
+    alertname: str
+    severity: str = "warning"
+    labels: dict[str, str] = {}  # alertname and severity included, as Prometheus sends them
+    annotations: dict[str, str] = {}  # summary, description
+    active_since: str = ""  # RFC 3339: when the condition started to hold
+    value: float = 0.0  # the measured value that made it hold, where there is one
+
+
+class AlertResolved(Event, frozen=True, kw_only=True, tag="alert.resolved.v1"):
+    """A firing alert's condition stopped holding."""
+
+    KIND = "alert"
+    alertname: str
+    labels: dict[str, str] = {}
+    resolved_at: str = ""
+
+
 AnyEvent = Union[
     DeploymentCreated,
     DeploymentUpdated,
@@ -274,6 +299,8 @@ AnyEvent = Union[
     ImageRejected,
     RegistryUnreachable,
     RegistryRecovered,
+    AlertFired,
+    AlertResolved,
 ]
 
 EVENT_TYPES: dict[str, type[Event]] = {cls.type_name(): cls for cls in AnyEvent.__args__}  # type: ignore[attr-defined]

@@ -239,10 +239,18 @@ class DeploymentStatus(ManifestStruct, kw_only=True):
     conditions: tuple[Condition, ...] = ()
 
 
+class ContainerImage(ManifestStruct, kw_only=True):
+    """An image a node holds, as Kubernetes' `status.images` shows it: its references and size."""
+
+    names: tuple[str, ...] = ()  # `repo@sha256:...` first, then any `repo:tag` it was pulled as
+    size_bytes: int = 0
+
+
 class NodeStatus(ManifestStruct, kw_only=True):
     capacity: dict[str, Quantity] = msgspec.field(default_factory=dict)
     allocatable: dict[str, Quantity] = msgspec.field(default_factory=dict)
     conditions: tuple[Condition, ...] = ()
+    images: tuple[ContainerImage, ...] = ()  # reported by the agent; the scheduler's image-locality score reads it
 
 
 # The kinds always carry apiVersion, kind and status on the wire, as kubectl shows them.

@@ -10,6 +10,7 @@ from dockyard.eventlog import envelope_headers, Metadata, record_from
 from dockyard.schemas import api, events
 from dockyard.schemas.manifests import (
     Condition,
+    ContainerImage,
     ContainerStatus,
     DeploymentStatus,
     NodeStatus,
@@ -68,7 +69,9 @@ STRATEGIES: dict[type, st.SearchStrategy] = {
     events.NodeDeregistered: st.just(events.NodeDeregistered()),
     events.NodeStatusChanged: st.builds(events.NodeStatusChanged, status=st.builds(
         NodeStatus, capacity=st.just({"cpu": "4", "memory": "8Gi"}), allocatable=st.just({"cpu": "3"}),
-        conditions=conditions)),
+        conditions=conditions, images=st.lists(st.builds(
+            ContainerImage, names=st.lists(text, min_size=1, max_size=2).map(tuple), size_bytes=counts),
+            max_size=2).map(tuple))),
     events.CommandRecorded: st.builds(
         events.CommandRecorded, command_id=text, verb=st.sampled_from(["apply", "delete"]),
         object=st.builds(events.ObjectRef, kind=text, namespace=text, name=text), actor=text, result=text,
@@ -81,6 +84,12 @@ STRATEGIES: dict[type, st.SearchStrategy] = {
     events.ImageRejected: st.builds(events.ImageRejected, registry=text, repository=text, tag=text, reason=text),
     events.RegistryUnreachable: st.builds(events.RegistryUnreachable, registry=text, reason=text),
     events.RegistryRecovered: st.builds(events.RegistryRecovered, registry=text),
+    events.AlertFired: st.builds(events.AlertFired, alertname=text, severity=text,
+                                 labels=st.dictionaries(text, text, max_size=3),
+                                 annotations=st.dictionaries(text, text, max_size=2), active_since=text,
+                                 value=st.floats(allow_nan=False, allow_infinity=False)),
+    events.AlertResolved: st.builds(events.AlertResolved, alertname=text,
+                                    labels=st.dictionaries(text, text, max_size=3), resolved_at=text),
 }
 
 
