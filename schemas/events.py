@@ -266,6 +266,14 @@ class AlertFired(Event, frozen=True, kw_only=True, tag="alert.fired.v1"):
     value: float = 0.0  # the measured value that made it hold, where there is one
 
 
+def alert_fingerprint(labels: dict[str, str]) -> str:
+    """The alert aggregate's name: a stable hash of its labels (alertname included), 16 hex digits."""
+    import hashlib
+
+    canonical = "\x1f".join(f"{key}={labels[key]}" for key in sorted(labels))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
 class AlertResolved(Event, frozen=True, kw_only=True, tag="alert.resolved.v1"):
     """A firing alert's condition stopped holding."""
 
