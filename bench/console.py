@@ -14,23 +14,32 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime as dt
 import json
 import os
+import platform
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.append(str(ROOT))  # for bench.eventlog's machine helpers; `dockyard` comes from the install
 
+from bench.eventlog import CLEANUP, cpu_model, mib, nats_version, ram_kib, run_guarded, say  # noqa: E402
 from dockyard.servers import NatsServer, PostgresServer, free_port  # noqa: E402
 
+GOAL_FIRST_VIEW = 2.0  # seconds
+GOAL_REDRAW = 0.100  # seconds
+SUMMARY: list[str] = []
 
-def say(text: str = "") -> None:
-    print(text, flush=True)
+
+def versus(value: float, goal: float, unit: str, below: bool = True) -> str:
+    met = value < goal if below else value >= goal
+    return f"(goal {'<' if below else '>='} {goal:g} {unit}: {'met' if met else 'NOT met'})"
 
 
 def pod_object(i: int) -> dict:
@@ -81,14 +90,16 @@ async def timed_filter(app, pilot, text: str) -> float:
     return time.perf_counter() - started
 
 
-async def flood(nats_url: str, count: int, rate: int) -> float:
-    """Append PodStatusChanged events for the bench's pods at `rate` a second; the seconds it took."""
+async def flood(nats_url: str, count: int, rate: int) -> tuple[float, float]:
+    """Append PodStatusChanged events for the bench's pods at `rate` a second; when it began (time.time(),
+    comparable across the bench's processes) and the seconds it took."""
     from dockyard.eventlog import Append, EventLog, subject_for
     from dockyard.schemas.events import PodStatusChanged
     from dockyard.schemas.manifests import PodStatus
 
     log = await EventLog.connect(nats_url, name="bench-console-flood")
     window = max(1, rate // 10)
+    began = time.time()
     started = time.perf_counter()
     sent = 0
     try:
@@ -103,7 +114,7 @@ async def flood(nats_url: str, count: int, rate: int) -> float:
                 await asyncio.sleep(ahead)
     finally:
         await log.close()
-    return time.perf_counter() - started
+    return began, time.perf_counter() - started
 
 
 async def drive(nats_url: str, database_url: str, pods: int, rate: int, seconds: float) -> None:
@@ -117,7 +128,9 @@ async def drive(nats_url: str, database_url: str, pods: int, rate: int, seconds:
     async with app.run_test(size=(120, 40)) as pilot:
         while app.table.row_count == 0:
             await pilot.pause(0.02)
-        say(f"first view (first page drawn): {time.perf_counter() - started:.2f} s")
+        first_view = time.perf_counter() - started
+        say(f"first view (first page drawn): {first_view:.2f} s {versus(first_view, GOAL_FIRST_VIEW, 's')}")
+        SUMMARY.append(f"first view: {first_view:.2f} s")
         while not app.loaded.is_set():
             await pilot.pause(0.02)
         say(f"all {len(app.stores['Pod'].objects):,} pods listed and the view redrawn: "
@@ -128,20 +141,23 @@ async def drive(nats_url: str, database_url: str, pods: int, rate: int, seconds:
         redraws = [await timed_filter(app, pilot, text) for text in texts]
         for text, took in zip(texts, redraws):
             say(f"  filter {text or '(cleared)'!r}: {took * 1000:.0f} ms")
-        say(f"key press to redrawn filtered view: median {statistics.median(redraws) * 1000:.0f} ms, "
-            f"max {max(redraws) * 1000:.0f} ms")
+        median = statistics.median(redraws)
+        say(f"key press to redrawn filtered view: median {median * 1000:.0f} ms, "
+            f"max {max(redraws) * 1000:.0f} ms {versus(median * 1000, GOAL_REDRAW * 1000, 'ms')}")
+        SUMMARY.append(f"key press to redraw: median {median * 1000:.0f} ms, max {max(redraws) * 1000:.0f} ms")
         started_sort = time.perf_counter()
         app.action_sort()
         await pilot.pause()
         say(f"sort by a column over {pods:,} pods: {(time.perf_counter() - started_sort) * 1000:.0f} ms")
 
-        absorbed = 0
+        absorbed, last_absorbed = 0, 0.0
         original = app.absorb
 
         def counting(batch):
-            nonlocal absorbed
+            nonlocal absorbed, last_absorbed
             absorbed += len(batch)
             original(batch)
+            last_absorbed = time.time()
 
         app.absorb = counting
         total = int(rate * seconds)
@@ -152,20 +168,68 @@ async def drive(nats_url: str, database_url: str, pods: int, rate: int, seconds:
         sender_proc = await sender
         sender = asyncio.create_task(sender_proc.communicate())
         during = []
+        cpu_before = time.process_time()
         flood_started = time.perf_counter()
         while not sender.done():
             during.append(await timed_filter(app, pilot, "web-00" if len(during) % 2 else ""))
             await pilot.pause(0.2)
-        sent_seconds = float(sender.result()[0].decode().strip() or "nan")
+        began, sent_seconds = (float(x) for x in sender.result()[0].decode().split())
         while absorbed < total and time.perf_counter() - flood_started < seconds * 4:
             await pilot.pause(0.05)
-        absorbed_seconds = time.perf_counter() - flood_started
+        cpu_seconds = time.process_time() - cpu_before
+        absorbed_seconds = last_absorbed - began  # from the first append to the last event folded and drawn
         say(f"events appended: {total:,} at {total / sent_seconds:,.0f} events/s")
+        absorbed_rate = absorbed / absorbed_seconds
         say(f"events absorbed by the pods view: {absorbed:,} in {absorbed_seconds:.2f} s "
-            f"({absorbed / absorbed_seconds:,.0f} events/s)")
+            f"({absorbed_rate:,.0f} events/s), the last {(last_absorbed - began - sent_seconds) * 1000:.0f} ms "
+            f"after the last append")
+        SUMMARY.append(f"events absorbed: {absorbed_rate:,.0f} events/s ({rate:,} events/s offered)")
+        # CPU time does not grow when other work shares the machine, unlike the wall-clock figures
+        say(f"console CPU during the flood: {cpu_seconds:.2f} s, {cpu_seconds / max(absorbed, 1) * 1e6:.0f} µs "
+            f"an event (reading, folding, drawing and the redraws measured)")
+        SUMMARY.append(f"console CPU: {cpu_seconds / max(absorbed, 1) * 1e6:.0f} µs an event")
         if during:
-            say(f"filter redraw during the flood: median {statistics.median(during) * 1000:.0f} ms, "
-                f"max {max(during) * 1000:.0f} ms ({len(during)} redraws)")
+            median = statistics.median(during)
+            say(f"filter redraw during the flood: median {median * 1000:.0f} ms, "
+                f"max {max(during) * 1000:.0f} ms ({len(during)} redraws) "
+                f"{versus(median * 1000, GOAL_REDRAW * 1000, 'ms')}")
+            SUMMARY.append(f"redraw during the flood: median {median * 1000:.0f} ms, max {max(during) * 1000:.0f} ms")
+
+
+def run(args: argparse.Namespace, tmp: Path) -> None:
+    say("== machine")
+    say(f"cpu: {cpu_model()}, {os.cpu_count()} cores")
+    say(f"ram: {mib(ram_kib())}")
+    say(f"python: {platform.python_implementation()} {platform.python_version()}")
+    say(f"nats-server: {nats_version()}")
+    say(f"load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())} (other work on the machine skews the figures)")
+    say(f"date: {dt.datetime.now().astimezone().isoformat(timespec='seconds')}")
+    SUMMARY.append(f"machine: {cpu_model()} x {os.cpu_count()} cores, {mib(ram_kib())} RAM, "
+                   f"Python {platform.python_version()}")
+    say()
+    say(f"== the console over {args.pods:,} pods")
+    nats = NatsServer(tmp / "nats")
+    CLEANUP.append(nats.stop)
+    nats.start()
+    pg = PostgresServer(tmp / "pg", fast_unsafe=True)
+    CLEANUP.append(pg.stop)
+    pg.start()
+    from dockyard.db import migrate
+    from dockyard.eventlog import EventLog
+
+    database_url = pg.url("dockyard")
+    migrate(database_url)
+
+    async def streams():
+        log = await EventLog.connect(nats.url)
+        await log.ensure_streams()
+        await log.close()
+
+    asyncio.run(streams())
+    say(f"pods written to the read model: {args.pods:,} in {fill_read_model(database_url, args.pods):.2f} s")
+    api = start_api(nats.url, database_url, tmp)
+    CLEANUP.append(lambda: (api.terminate(), api.wait(10)))
+    asyncio.run(drive(nats.url, database_url, args.pods, args.rate, args.seconds))
 
 
 def main() -> int:
@@ -177,37 +241,9 @@ def main() -> int:
     parser.add_argument("--count", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.flood:
-        print(asyncio.run(flood(args.flood, args.count, args.rate)))
+        print(*asyncio.run(flood(args.flood, args.count, args.rate)))
         return 0
-    tmp = Path(tempfile.mkdtemp(prefix="dy-bc-"))
-    nats = NatsServer(tmp / "nats")
-    pg = PostgresServer(tmp / "pg", fast_unsafe=True)
-    api = None
-    try:
-        nats.start()
-        pg.start()
-        from dockyard.db import migrate
-        from dockyard.eventlog import EventLog
-
-        database_url = pg.url("dockyard")
-        migrate(database_url)
-
-        async def streams():
-            log = await EventLog.connect(nats.url)
-            await log.ensure_streams()
-            await log.close()
-
-        asyncio.run(streams())
-        say(f"pods written to the read model: {args.pods:,} in {fill_read_model(database_url, args.pods):.2f} s")
-        api = start_api(nats.url, database_url, tmp)
-        asyncio.run(drive(nats.url, database_url, args.pods, args.rate, args.seconds))
-    finally:
-        if api is not None:
-            api.terminate()
-            api.wait(10)
-        pg.stop()
-        nats.stop()
-    return 0
+    return run_guarded(run, args, "dy-bc-", SUMMARY)
 
 
 if __name__ == "__main__":

@@ -386,10 +386,10 @@ async def run(args: argparse.Namespace, tmp: Path) -> None:
         say(f"cpu {label}: {used:,.1f} s ({used / wall * 100:,.0f}% of a core)")
     for scheduler in schedulers:
         attempts = {r: scheduler.metric("dockyard_scheduler_schedule_attempts_total", result=r)
-                    for r in ("scheduled", "unschedulable", "conflict")}
+                    for r in ("scheduled", "unschedulable", "error")}
         cycles = scheduler.metric("dockyard_scheduler_cycle_pods_count")
         say(f"{scheduler.label}: {group(attempts['scheduled'])} scheduled, {group(attempts['unschedulable'])} "
-            f"unschedulable, {group(attempts['conflict'])} conflicts, {group(cycles)} cycles")
+            f"unschedulable, {group(attempts['error'])} errors (binding conflicts), {group(cycles)} cycles")
 
     say()
     say("== memory (peak RSS, VmHWM)")

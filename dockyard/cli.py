@@ -17,9 +17,11 @@ import msgspec
 import nats.errors
 
 from dockyard import config, printers, stack
+from dockyard import cli_alerts
 from dockyard import cli_audit
 from dockyard import cli_history
 from dockyard import cli_images
+from dockyard import cli_top
 from dockyard.client import ApiCallError, ApiClient, Unreachable
 from dockyard.config import ConfigError
 from dockyard.eventlog import kind_filter, parse_subject, subject_for
@@ -350,63 +352,14 @@ async def cmd_cordon(client: ApiClient, args: argparse.Namespace) -> int:
     return 0
 
 
-async def _drain_candidates(client: ApiClient, node: str) -> list[dict]:
-    pods, _ = await client.list("Pod")
-    return [p for p in pods if (p.get("spec") or {}).get("nodeName") == node]
-
-
-async def _eviction_allowed(client: ApiClient, pod: dict, recovering: set[tuple[str, str]]) -> bool:
-    """A deployment's pod may go if one fewer available replica keeps within its maxUnavailable."""
-    from dockyard.schemas.manifests import Deployment
-    from dockyard.services.controller.reconcile import OWNER_ANNOTATION, rolling_limits
-
-    owner = (pod["metadata"].get("annotations") or {}).get(OWNER_ANNOTATION)
-    if not owner:
-        return True
-    key = (pod["metadata"]["namespace"], owner)
-    try:
-        raw = await client.get("Deployment", owner, key[0])
-    except ApiCallError:
-        return True
-    deployment = msgspec.convert(raw, Deployment)
-    available = deployment.status.available_replicas
-    if key in recovering:  # one of its pods was just evicted: wait until it is whole again
-        if available < deployment.spec.replicas:
-            return False
-        recovering.discard(key)
-    _, max_unavailable = rolling_limits(deployment)
-    if available - 1 < deployment.spec.replicas - max_unavailable:
-        return False
-    recovering.add(key)
-    return True
-
-
 async def cmd_drain(client: ApiClient, args: argparse.Namespace) -> int:
-    result = await client.cordon(args.node, unschedulable=True)
-    print(f"node/{args.node} {result.result}")
-    deadline = time.monotonic() + args.timeout if args.timeout > 0 else None
-    recovering: set[tuple[str, str]] = set()
-    waiting_told: set[str] = set()
-    while pods := await _drain_candidates(client, args.node):
-        for pod in pods:
-            meta = pod["metadata"]
-            if not await _eviction_allowed(client, pod, recovering):
-                if meta["name"] not in waiting_told:
-                    print(f"evicting pod {meta['namespace']}/{meta['name']}: waiting, its deployment is at "
-                          f"maxUnavailable", flush=True)
-                    waiting_told.add(meta["name"])
-                continue
-            print(f"evicting pod {meta['namespace']}/{meta['name']}", flush=True)
-            try:
-                await client.delete("Pod", meta["name"], meta["namespace"], reason="Evicted")
-                print(f"pod/{meta['name']} evicted", flush=True)
-            except ApiCallError as exc:
-                if exc.code != "NotFound":
-                    raise
-        if deadline is not None and time.monotonic() > deadline:
-            raise CliError(f"drain did not complete within {args.timeout:g}s")
-        await asyncio.sleep(1.0)
-    print(f"node/{args.node} drained")
+    from dockyard.drain import DrainTimeout, drain_node
+
+    try:
+        async for line in drain_node(client, args.node, args.timeout):
+            print(line, flush=True)
+    except DrainTimeout as exc:
+        raise CliError(str(exc)) from None
     return 0
 
 
@@ -476,6 +429,13 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--hollow-nodes", type=int, default=0, help="also run this many simulated nodes")
     up.add_argument("--no-local-node", dest="local_node", action="store_false",
                     help="no node agent for this machine (e.g. before `dockyard events import`)")
+    up.add_argument("--registry", default="", metavar="URL",
+                    help="also run the registry indexer for this OCI registry (http[s]://host[:port])")
+    up.add_argument("--registry-username", default="", metavar="U", help="the registry user (basic or bearer auth)")
+    up.add_argument("--registry-password-file", default="", metavar="F", help="a file holding its password")
+    up.add_argument("--registry-insecure", action="store_true", help="plain HTTP, or HTTPS without verifying")
+    up.add_argument("--registry-webhook-port", type=int, default=0, metavar="PORT",
+                    help="serve the registry's notifications on this port (token: $DOCKYARD_WEBHOOK_TOKEN)")
     sub.add_parser("down", help="stop what `up` started; keep the data")
     sub.add_parser("status", help="show each component and whether it is healthy")
 
@@ -567,6 +527,8 @@ def build_parser() -> argparse.ArgumentParser:
     cli_audit.add_parsers(sub)
     cli_history.add_parsers(sub, add_namespace)
     cli_images.add_parsers(sub)
+    cli_alerts.add_parsers(sub)
+    cli_top.add_parsers(sub, add_namespace)
     cli_integrations.add_integrations_parser(sub)
 
     run = sub.add_parser("run", help="run one service in the foreground")
@@ -577,6 +539,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def up_registry(args: argparse.Namespace):
+    """`up`'s --registry* flags, checked; None without --registry."""
+    from dockyard.services.registry_indexer.options import RegistryOptionError, RegistryOptions
+
+    try:
+        return RegistryOptions.checked(args.registry, args.registry_username, args.registry_password_file,
+                                       args.registry_insecure, args.registry_webhook_port)
+    except RegistryOptionError as exc:
+        raise CliError(str(exc)) from None
+
+
 def dispatch(args: argparse.Namespace, rest: list[str]) -> int:
     from dockyard import cli_integrations
 
@@ -585,7 +558,7 @@ def dispatch(args: argparse.Namespace, rest: list[str]) -> int:
     if args.command == "events" and cli_integrations.wants_transfer(args):
         return run_async(cli_integrations.cmd_events_transfer, args)
     if args.command == "up":
-        return stack.up(config.home(), args.detach, args.hollow_nodes, args.local_node)
+        return stack.up(config.home(), args.detach, args.hollow_nodes, args.local_node, up_registry(args))
     if args.command == "down":
         return stack.down(config.home())
     if args.command == "status":
@@ -600,6 +573,8 @@ def dispatch(args: argparse.Namespace, rest: list[str]) -> int:
         return cli_audit.cmd_audit(args)
     if args.command == "images":
         return cli_images.cmd_images(args)
+    if args.command == "alerts":
+        return cli_alerts.cmd_alerts(args)
     if args.command == "snapshots":
         return cli_history.cmd_snapshots(args)
     if args.command == "console":
@@ -610,6 +585,7 @@ def dispatch(args: argparse.Namespace, rest: list[str]) -> int:
     commands = {"apply": cmd_apply, "get": cmd_get, "describe": cmd_describe, "delete": cmd_delete,
                 "events": cmd_events, "scale": cmd_scale, "rollout": cmd_rollout, "cordon": cmd_cordon,
                 "uncordon": cmd_cordon, "drain": cmd_drain, "explain": cmd_explain, "logs": cmd_logs}
+    commands["top"] = cli_top.cmd_top
     commands.update(cli_history.COMMANDS)
     return run_async(commands[args.command], args)
 

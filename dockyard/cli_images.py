@@ -69,8 +69,9 @@ def table_row(image: dict[str, Any], wide: bool) -> list[str]:
     return row
 
 
-async def _query(sql: str, params: dict[str, Any]) -> tuple[list[dict[str, Any]], list[Any]]:
-    engine = async_engine(config.database_url(), pool_size=1)
+async def _query(sql: str, params: dict[str, Any],
+                 database_url: str | None = None) -> tuple[list[dict[str, Any]], list[Any]]:
+    engine = async_engine(database_url or config.database_url(), pool_size=1)
     try:
         async with engine.connect() as conn:
             images = [_row_dict(r) for r in await conn.execute(text(sql), params)]
@@ -93,10 +94,16 @@ def _emit(data: Any, output: str) -> None:
     print(printers.to_json(data) if output == "json" else printers.to_yaml(data))
 
 
-async def list_images(repository: str, output: str) -> int:
+async def list_rows(repository: str = "",
+                    database_url: str | None = None) -> tuple[list[dict[str, Any]], list[Any]]:
+    """The index's tags (of one repository, or all) and the registries: what `dockyard images` lists."""
     where = "WHERE repository = :repo" if repository else ""
-    images, registries = await _query(f"SELECT {_COLUMNS} FROM image_tags {where} ORDER BY repository, tag",
-                                      {"repo": repository} if repository else {})
+    return await _query(f"SELECT {_COLUMNS} FROM image_tags {where} ORDER BY repository, tag",
+                        {"repo": repository} if repository else {}, database_url)
+
+
+async def list_images(repository: str, output: str) -> int:
+    images, registries = await list_rows(repository)
     if output in ("json", "yaml"):
         _emit({"images": images, "registries": [{"registry": r, "reachable": ok, "reason": why,
                                                  "since": s.isoformat()} for r, ok, why, s in registries]}, output)

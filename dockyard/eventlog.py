@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
@@ -28,6 +29,16 @@ from nats.js.api import (
 )
 from nats.js.errors import NotFoundError
 
+from dockyard.metrics import (
+    APPEND_CONFLICTS,
+    CONSUMER_ACK_PENDING,
+    CONSUMER_PENDING,
+    DEAD_LETTERED,
+    ERROR,
+    HANDLER_SECONDS,
+    OK,
+    count_handled,
+)
 from dockyard.schemas.base import Event, event_version
 from dockyard.schemas.events import AnyEvent, command_recorded_from_v1, event_decoder, event_encoder
 
@@ -266,6 +277,7 @@ STATUS_HEARTBEAT = "100"
 # No messages, request expired, request conflict (leadership change, consumer deleted, ...):
 # the pull is over and the next one may fare better. Anything else the server refused outright.
 STATUS_END_OF_PULL = frozenset({"404", "408", "409"})
+CONSUMER_REPORT_SECONDS = 5.0  # how often a consumer's pending counts are read from the server
 PULL_GRACE = 1.0  # beyond a pull's own expiry, before taking it (or its answer) as lost
 
 
@@ -380,7 +392,9 @@ class EventLog:
     async def connect(cls, url: str, name: str = "dockyard", **options: Any) -> EventLog:
         options.setdefault("max_reconnect_attempts", -1)
         options.setdefault("reconnect_time_wait", 0.5)
-        nc = await nats.connect(url, name=name, **options)
+        # A cluster's seed list, `nats://a:4222,nats://b:4222`: any of them will do to start.
+        servers = [part.strip() for part in url.split(",")] if "," in url else url
+        nc = await nats.connect(servers, name=name, **options)
         return cls(nc)
 
     async def close(self) -> None:
@@ -508,6 +522,7 @@ class EventLog:
                 seq = await self._seq_of_msg_id(append.subject, {append.msg_id})
                 if seq:
                     return seq
+            APPEND_CONFLICTS.inc()
             raise ConcurrencyConflict(append.subject, append.expected_seq, error.get("description", ""))
         raise EventLogError(error.get("description", str(error)))
 
@@ -533,6 +548,7 @@ class EventLog:
                 if last:
                     return list(range(last - len(appends) + 1, last + 1))
             if error.get("err_code") == ERR_WRONG_LAST_SEQUENCE:
+                APPEND_CONFLICTS.inc()
                 raise ConcurrencyConflict(appends[0].subject, appends[0].expected_seq,
                                           error.get("description", ""))
             raise EventLogError(error.get("description", str(error)))
@@ -724,6 +740,7 @@ class EventLog:
         """
         inbox = PullInbox(self.nc, name, batch, fetch_timeout)
         await inbox.open()
+        gauges = asyncio.create_task(self._report_consumer(name, stop), name=f"{name}-gauges")
         handed = 0  # the last stream sequence given to the handler
         try:
             while not stop.is_set():
@@ -733,15 +750,31 @@ class EventLog:
                     await asyncio.sleep(retry_backoff)
                 if not msgs:
                     continue
+                CONSUMER_PENDING.labels(name).set(pending_of(msgs[-1]))
                 # A redelivery of what the handler has had (its ack was lost) is only acknowledged again.
                 fresh = unseen(msgs, handed)
                 if fresh:
                     handed = stream_seq_of(fresh[-1])
                     records = await self._records_of(name, fresh)
-                    await self._deliver(handler, records, handed, stop, retry_backoff)
+                    await self._deliver(name, handler, records, handed, stop, retry_backoff)
                 await max(msgs, key=stream_seq_of).ack()  # AckAll: acknowledges all up to it
         finally:
+            gauges.cancel()
             await inbox.close()
+
+    async def _report_consumer(self, name: str, stop: asyncio.Event, every: float = CONSUMER_REPORT_SECONDS) -> None:
+        """Refresh the consumer's pending and ack-pending gauges from the server's own count."""
+        while not stop.is_set():
+            try:
+                info = await self.js.consumer_info(STREAM, name)
+                CONSUMER_PENDING.labels(name).set(info.num_pending or 0)
+                CONSUMER_ACK_PENDING.labels(name).set(info.num_ack_pending or 0)
+            except Exception as exc:  # a gauge a few seconds stale is better than a consumer stopped
+                log.debug("consumer info for %s: %s", name, exc)
+            try:
+                await asyncio.wait_for(stop.wait(), every)
+            except asyncio.TimeoutError:
+                pass
 
     async def _records_of(self, consumer: str, msgs: Iterable[Msg]) -> list[EventRecord]:
         records = []
@@ -750,17 +783,22 @@ class EventLog:
                 records.append(record_from(stream_seq_of(msg), msg.subject, msg.headers, msg.data))
             except MalformedEvent as exc:
                 await self.dead_letter(consumer, msg, str(exc))
+                count_handled(consumer, [(msg.headers or {}).get(H_TYPE, "")], DEAD_LETTERED)
         return records
 
     @staticmethod
-    async def _deliver(handler: Handler, records: list[EventRecord], last_seq: int,
+    async def _deliver(consumer: str, handler: Handler, records: list[EventRecord], last_seq: int,
                        stop: asyncio.Event, backoff: float) -> None:
         delay = backoff
         while True:
+            started = time.perf_counter()
             try:
                 await handler(records, last_seq)
+                HANDLER_SECONDS.labels(consumer).observe(time.perf_counter() - started)
+                count_handled(consumer, (r.type for r in records), OK)
                 return
             except Exception:  # the handler's own failure: keep the batch, back off, retry
+                count_handled(consumer, (r.type for r in records), ERROR)
                 log.exception("handler failed on a batch ending at seq %s; retrying in %.1fs", last_seq, delay)
                 if stop.is_set():
                     raise

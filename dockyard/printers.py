@@ -254,3 +254,20 @@ def describe(obj: Obj, history: list[tuple[str, str, str, str]]) -> str:
     else:
         lines.append("  <none>")
     return "\n".join(lines)
+
+
+def cluster_summary_lines(summary: Any) -> list[str]:
+    """`dockyard status`'s health summary (a dockyard.cluster_summary.ClusterSummary) as aligned lines."""
+    if summary.problem:
+        return [f"{'cluster:':<13} unknown ({summary.problem})"]
+    pods = ", ".join(f"{phase} {count}" for phase, count in summary.pods_by_phase.items())
+    firing = sum(summary.firing.values())
+    alerts = "none firing" if not firing else \
+        f"{firing} firing: " + ", ".join(f"{name} {count}" for name, count in summary.firing.items())
+    behind = {name: lag for name, lag in summary.projection_lag.items() if lag}
+    lag = "caught up" if not behind else \
+        f"{sum(behind.values())} events behind: " + ", ".join(f"{name} {n}" for name, n in behind.items())
+    return [f"{'nodes:':<13} {summary.nodes_ready} ready of {summary.nodes}",
+            f"{'pods:':<13} {pods}",
+            f"{'alerts:':<13} {alerts}",
+            f"{'projections:':<13} {lag}"]

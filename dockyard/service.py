@@ -7,10 +7,13 @@ import logging
 import os
 import signal
 import threading
+import zlib
 from collections.abc import Awaitable, Callable
 from wsgiref.simple_server import WSGIRequestHandler, make_server
 
-from prometheus_client import make_wsgi_app
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest, make_wsgi_app
+
+from dockyard.metrics import set_service_name
 
 log = logging.getLogger(__name__)
 
@@ -28,8 +31,26 @@ class _QuietHandler(WSGIRequestHandler):
         pass
 
 
+# Text a service renders itself, served on /metrics after the registry's: for more series than
+# prometheus_client can format within a scrape (the monitoring service's cluster state).
+EXTRA_METRICS: list[Callable[[], list[bytes]]] = []  # each renders its text as chunks, sent as they are
+
+
+def _metrics_with_extra(environ, start_response):
+    chunks = [generate_latest(), *(chunk for render in EXTRA_METRICS for chunk in render())]
+    headers = [("Content-Type", CONTENT_TYPE_LATEST)]
+    if "gzip" in environ.get("HTTP_ACCEPT_ENCODING", ""):
+        # Level 1, chunk by chunk: the default level takes seconds on 30 MB, and a join would copy it.
+        packer = zlib.compressobj(1, zlib.DEFLATED, 31)
+        chunks = [*(packer.compress(chunk) for chunk in chunks), packer.flush()]
+        headers.append(("Content-Encoding", "gzip"))
+    headers.append(("Content-Length", str(sum(len(chunk) for chunk in chunks))))
+    start_response("200 OK", headers)
+    return chunks
+
+
 def serve_http(port: int, health: Health) -> int:
-    """Serve /metrics, /healthz and /readyz on 127.0.0.1:`port` from a daemon thread."""
+    """Serve /metrics, /healthz and /readyz on 127.0.0.1:`port` (or DOCKYARD_METRICS_HOST) from a daemon thread."""
     metrics = make_wsgi_app()
 
     def app(environ, start_response):
@@ -41,9 +62,13 @@ def serve_http(port: int, health: Health) -> int:
             status = "200 OK" if health.ready else "503 Service Unavailable"
             start_response(status, [("Content-Type", "text/plain")])
             return [(b"ready\n" if health.ready else f"not ready: {health.problem}\n".encode())]
+        if EXTRA_METRICS and path == "/metrics":
+            return _metrics_with_extra(environ, start_response)
         return metrics(environ, start_response)
 
-    server = make_server("127.0.0.1", port, app, handler_class=_QuietHandler)
+    # Loopback unless told otherwise: in a container (compose/) Prometheus scrapes from outside it.
+    host = os.environ.get("DOCKYARD_METRICS_HOST", "127.0.0.1")
+    server = make_server(host, port, app, handler_class=_QuietHandler)
     threading.Thread(target=server.serve_forever, daemon=True, name="http").start()
     return server.server_port
 
@@ -58,6 +83,7 @@ def configure_logging() -> None:
 def run_service(name: str, main: Callable[[asyncio.Event, Health], Awaitable[None]], metrics_port: int) -> None:
     """Run `main(stop, health)` until SIGTERM/SIGINT sets `stop`; then let it finish cleanly."""
     configure_logging()
+    set_service_name(name)
     health = Health()
     port = serve_http(metrics_port, health)
     log.info("%s serving /metrics, /healthz, /readyz on 127.0.0.1:%s", name, port)

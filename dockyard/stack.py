@@ -18,20 +18,38 @@ from dockyard.config import ComponentInfo, StackInfo
 from dockyard.db import database_ready, migrate
 from dockyard.eventlog import EventLog
 from dockyard.servers import NatsServer, PostgresServer, ServerError, free_port, pid_alive, tail, terminate
+from dockyard.services.registry_indexer.options import RegistryOptions
 
-SERVICES = ("api", "projector", "scheduler", "controller", "node-agent")
+SERVICES = ("api", "projector", "scheduler", "controller", "monitoring", "node-agent")
+ALERT_RULES_FILE = "alert-rules.yaml"  # in DOCKYARD_HOME: the operator's alert rules, if present
 RESTART_BACKOFF_MAX = 30.0
 
 
-def service_arguments(root: Path, hollow_nodes: int, local_node: bool = True) -> dict[str, list[str]]:
-    """Each child service of the stack and its flags: a local node (process driver), maybe hollow nodes."""
+def local_node_driver() -> tuple[str, str]:
+    """The local node's driver: runc where it works and dockyard runs as root, else process; and why."""
+    from dockyard.services.node_agent.runc_driver import runc_problem
+
+    problem = runc_problem()
+    return ("process", problem) if problem else ("runc", "runc works here and dockyard runs as root")
+
+
+def service_arguments(root: Path, hollow_nodes: int, local_node: bool = True,
+                      node_driver: str = "process", registry: RegistryOptions | None = None) -> dict[str, list[str]]:
+    """Each child service of the stack and its flags: a local node (`node_driver`), maybe hollow nodes."""
     arguments = {name: [] for name in SERVICES}
-    arguments["node-agent"] = ["--name", socket.gethostname().lower(), "--driver", "process",
+    arguments["node-agent"] = ["--name", socket.gethostname().lower(), "--driver", node_driver,
                                "--state-dir", str(root / "node-agent")]
     if not local_node:  # e.g. a stack that will receive `dockyard events import`: its log stays empty
         del arguments["node-agent"]
+    # Passed even before the file exists: the monitoring service picks it up when it appears.
+    arguments["monitoring"] = ["--rules", str(root / ALERT_RULES_FILE)]
     if hollow_nodes:
         arguments["hollow-nodes"] = ["--count", str(hollow_nodes)]
+    if registry is not None:
+        arguments["registry-indexer"] = registry.indexer_arguments()
+        if registry.insecure and "node-agent" in arguments and node_driver == "runc":  # it pulls from there too
+            host = urllib.parse.urlsplit(registry.url if "://" in registry.url else f"//{registry.url}").netloc
+            arguments["node-agent"] += ["--insecure-registry", host]
     return arguments
 
 
@@ -46,9 +64,12 @@ def _say(message: str) -> None:
 class Supervisor:
     """Starts the servers and services in order, restarts services that die, stops all in reverse."""
 
-    def __init__(self, root: Path, hollow_nodes: int = 0, local_node: bool = True):
+    def __init__(self, root: Path, hollow_nodes: int = 0, local_node: bool = True,
+                 registry: RegistryOptions | None = None):
         self.root = root
-        self.arguments = service_arguments(root, hollow_nodes, local_node)
+        self.node_driver = local_node_driver() if local_node else ("", "")
+        self.arguments = service_arguments(root, hollow_nodes, local_node, self.node_driver[0] or "process",
+                                           registry)
         self.logs = root / "logs"
         self.nats: NatsServer | None = None
         self.postgres: PostgresServer | None = None
@@ -64,6 +85,8 @@ class Supervisor:
         nats_url = os.environ.get("DOCKYARD_NATS_URL") or self._start_nats()
         database_url = config.normalise_database_url(os.environ.get("DOCKYARD_DATABASE_URL", "")) \
             or self._start_postgres()
+        if "node-agent" in self.arguments:
+            _say(f"local node: the {self.node_driver[0]} driver ({self.node_driver[1]})")
         _say("applying migrations (alembic upgrade head)")
         migrate(database_url)
         asyncio.run(_ensure_streams(nats_url))
@@ -199,14 +222,15 @@ def running_stack(root: Path) -> StackInfo | None:
     return None
 
 
-def up(root: Path, detach: bool, hollow_nodes: int = 0, local_node: bool = True) -> int:
+def up(root: Path, detach: bool, hollow_nodes: int = 0, local_node: bool = True,
+       registry: RegistryOptions | None = None) -> int:
     existing = running_stack(root)
     if existing:
         _say(f"dockyard is already up under {root} (supervisor pid {existing.supervisor_pid})")
         return 0
     if detach:
-        return _up_detached(root, hollow_nodes, local_node)
-    supervisor = Supervisor(root, hollow_nodes, local_node)
+        return _up_detached(root, hollow_nodes, local_node, registry)
+    supervisor = Supervisor(root, hollow_nodes, local_node, registry)
 
     def request_stop(signum, frame):
         supervisor.stopping = True
@@ -228,12 +252,13 @@ def up(root: Path, detach: bool, hollow_nodes: int = 0, local_node: bool = True)
     return 0
 
 
-def _up_detached(root: Path, hollow_nodes: int, local_node: bool) -> int:
+def _up_detached(root: Path, hollow_nodes: int, local_node: bool, registry: RegistryOptions | None = None) -> int:
     root.mkdir(parents=True, exist_ok=True)
     (root / "logs").mkdir(exist_ok=True)
     log_path = root / "logs" / "up.log"
     with open(log_path, "ab") as log:
-        command = [sys.executable, "-P", "-m", "dockyard", "up", "--hollow-nodes", str(hollow_nodes)]
+        command = [sys.executable, "-P", "-m", "dockyard", "up", "--hollow-nodes", str(hollow_nodes),
+                   *(registry.up_arguments() if registry else [])]
         proc = subprocess.Popen(command + ([] if local_node else ["--no-local-node"]),
                                 stdout=log, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, start_new_session=True,
@@ -272,7 +297,10 @@ def down(root: Path) -> int:
             terminate(component.pid)
     from dockyard.services.node_agent.runtime import kill_recorded_processes
 
+    from dockyard.services.node_agent.runc_driver import delete_all_containers
+
     kill_recorded_processes(root / "node-agent")  # pods of an agent that crashed
+    delete_all_containers(root / "node-agent")  # and its runc containers, which outlive their `runc run`
     config.stack_file(root).unlink(missing_ok=True)
     _say(f"dockyard stopped; data kept in {root}")
     return 0
@@ -292,7 +320,8 @@ def component_health(component: ComponentInfo) -> tuple[bool, str]:
 
 
 def status(root: Path) -> int:
-    from dockyard.printers import format_table
+    from dockyard.cluster_summary import cluster_summary
+    from dockyard.printers import cluster_summary_lines, format_table
 
     info = config.read_stack(root)
     if info is None:
@@ -307,4 +336,7 @@ def status(root: Path) -> int:
     supervisor = "running" if pid_alive(info.supervisor_pid) else "not running"
     _say(f"home: {info.home}   supervisor: {supervisor} (pid {info.supervisor_pid})")
     _say(format_table(["COMPONENT", "STATUS", "PID", "ENDPOINT"], rows))
+    _say("")
+    for line in cluster_summary_lines(asyncio.run(cluster_summary(info.nats_url, info.database_url))):
+        _say(line)
     return 0 if all_ok else 1

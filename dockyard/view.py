@@ -8,12 +8,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 
 import msgspec
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
-from dockyard.eventlog import STREAM, EventLog, EventRecord, MalformedEvent, parse_subject, record_from
+from dockyard.eventlog import H_TYPE, STREAM, EventLog, EventRecord, MalformedEvent, parse_subject, record_from
+from dockyard.metrics import (
+    CONSUMER_ACK_PENDING,
+    CONSUMER_PENDING,
+    DEAD_LETTERED,
+    HANDLER_SECONDS,
+    OK,
+    count_handled,
+    service_name,
+)
 from dockyard.schemas.events import PodBinding, PodsBound
 from dockyard.schemas.manifests import Deployment, Node, Pod
 from dockyard.state import evolve
@@ -84,12 +94,16 @@ class ClusterView:
         self._release(key, pod)
 
     async def follow(self, log_: EventLog, stop: asyncio.Event, listener: Listener | None = None,
-                     start_seq: int = 1, batch_window: float = 0.005) -> None:
+                     start_seq: int = 1, batch_window: float = 0.005, consumer: str = "") -> None:
         """Replay from `start_seq`, set `caught_up` at the tail, then keep following until `stop`.
 
         Records reach the listener in small batches (whatever arrived within `batch_window`),
-        so a burst of events becomes one decision round, not thousands.
+        so a burst of events becomes one decision round, not thousands. `consumer` names the
+        view in the metrics (default: the service's name).
         """
+        consumer = consumer or service_name()
+        # An ordered consumer acknowledges nothing; say so rather than leave the series missing.
+        CONSUMER_ACK_PENDING.labels(consumer).set(0)
         queue: asyncio.Queue = asyncio.Queue(maxsize=50_000)
 
         async def enqueue(msg) -> None:
@@ -114,23 +128,29 @@ class ClusterView:
                 await asyncio.sleep(batch_window)
                 while not queue.empty() and len(msgs) < 5000:
                     msgs.append(queue.get_nowait())
-                records = self._records(msgs)
+                started = time.perf_counter()
+                records = self._records(msgs, consumer)
                 for record in records:
                     self.apply(record)
-                if not self.caught_up.is_set() and msgs[-1].metadata.num_pending == 0:
+                pending = msgs[-1].metadata.num_pending
+                CONSUMER_PENDING.labels(consumer).set(pending)
+                if not self.caught_up.is_set() and pending == 0:
                     self.caught_up.set()
                 if listener and records:
                     await listener(records)
+                HANDLER_SECONDS.labels(consumer).observe(time.perf_counter() - started)
+                count_handled(consumer, (r.type for r in records), OK)
         finally:
             await sub.unsubscribe()
 
     @staticmethod
-    def _records(msgs) -> list[EventRecord]:
+    def _records(msgs, consumer: str) -> list[EventRecord]:
         records = []
         for msg in msgs:
             try:
                 records.append(record_from(msg.metadata.sequence.stream, msg.subject, msg.headers, msg.data))
             except MalformedEvent as exc:
+                count_handled(consumer, [(msg.headers or {}).get(H_TYPE, "")], DEAD_LETTERED)
                 log.warning("skipping malformed event at seq %s: %s", msg.metadata.sequence.stream, exc)
         return records
 

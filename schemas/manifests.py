@@ -100,6 +100,21 @@ class Probe(ManifestStruct, kw_only=True):
     failure_threshold: int = 3
 
 
+class SecurityContext(ManifestStruct, kw_only=True):
+    """What the runc driver applies of a container's securityContext."""
+
+    run_as_user: int | None = None
+    run_as_group: int | None = None
+    read_only_root_filesystem: bool = False
+    allow_privilege_escalation: bool | None = None  # None: Kubernetes' default, allowed
+
+
+class VolumeMount(ManifestStruct, kw_only=True):
+    name: str  # a volume of the pod
+    mount_path: str
+    read_only: bool = False
+
+
 class Container(ManifestStruct, kw_only=True):
     name: str
     image: str = ""
@@ -113,6 +128,8 @@ class Container(ManifestStruct, kw_only=True):
     startup_probe: Probe | None = None
     working_dir: str = ""
     image_pull_policy: str = ""
+    security_context: SecurityContext | None = None
+    volume_mounts: tuple[VolumeMount, ...] = ()
 
 
 class Toleration(ManifestStruct, kw_only=True):
@@ -150,6 +167,15 @@ class Affinity(ManifestStruct, kw_only=True):
     node_affinity: NodeAffinity | None = None
 
 
+class EmptyDirVolumeSource(ManifestStruct, kw_only=True):
+    medium: str = ""  # "" (the node's disk) or "Memory" (tmpfs)
+
+
+class Volume(ManifestStruct, kw_only=True):
+    name: str
+    empty_dir: EmptyDirVolumeSource | None = None
+
+
 class PodSpec(ManifestStruct, kw_only=True):
     containers: tuple[Container, ...]
     restart_policy: str = "Always"
@@ -159,6 +185,7 @@ class PodSpec(ManifestStruct, kw_only=True):
     tolerations: tuple[Toleration, ...] = ()
     termination_grace_period_seconds: int = 30
     host_network: bool = False
+    volumes: tuple[Volume, ...] = ()
 
 
 class PodTemplateSpec(ManifestStruct, kw_only=True):

@@ -22,6 +22,7 @@ SERVICES = {
     "node-agent": "dockyard.services.node_agent.service",
     "hollow-nodes": "dockyard.services.node_agent.hollow",
     "registry-indexer": "dockyard.services.registry_indexer.service",
+    "monitoring": "dockyard.services.monitoring.service",
 }
 
 

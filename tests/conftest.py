@@ -78,10 +78,10 @@ def database_url(postgres):
 @pytest.fixture
 async def eventlog(nats_server):
     """A connected EventLog on a clean DY_EVENTS stream."""
-    from dockyard.eventlog import DEAD_LETTER_STREAM, HEARTBEAT_BUCKET, LOGS_STREAM, STREAM, EventLog
+    from dockyard.eventlog import DEAD_LETTER_STREAM, HEARTBEAT_BUCKET, LOGS_STREAM, STREAM, USAGE_BUCKET, EventLog
 
     log = await EventLog.connect(nats_server.url)
-    for stream in (STREAM, DEAD_LETTER_STREAM, LOGS_STREAM, f"KV_{HEARTBEAT_BUCKET}"):
+    for stream in (STREAM, DEAD_LETTER_STREAM, LOGS_STREAM, f"KV_{HEARTBEAT_BUCKET}", f"KV_{USAGE_BUCKET}"):
         try:
             await log.js.delete_stream(stream)
         except Exception:
@@ -104,7 +104,7 @@ class ServiceProcess:
     def start(self) -> "ServiceProcess":
         from dockyard.servers import free_port
 
-        port = free_port()
+        port = self.port = free_port()
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "dockyard", "run", self.name, "--metrics-port", str(port), *self.args],

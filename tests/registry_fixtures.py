@@ -22,6 +22,7 @@ REGISTRY_BIN = "/usr/bin/docker-registry"
 BUSYBOX = "/bin/busybox"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+WEBHOOK_TOKEN = "hook-s3cret"  # what fixture registries send their notifications with (indexers: --webhook-token)
 
 
 def require_registry_tools() -> None:
@@ -40,12 +41,17 @@ def bcrypt_hash(password: str) -> str:
 
 
 class RegistryServer:
-    """docker-registry with storage in `root`, deletes enabled, notifications posted to `webhook_url`."""
+    """docker-registry with storage in `root`, deletes enabled, notifications posted to `webhook_url`.
 
-    def __init__(self, root: Path, webhook_url: str = "", users: dict[str, str] | None = None):
+    Notifications carry `Authorization: Bearer <webhook_token>` when a token is given.
+    """
+
+    def __init__(self, root: Path, webhook_url: str = "", users: dict[str, str] | None = None,
+                 webhook_token: str = ""):
         self.root = root
         self.port = free_port()
         self.webhook_url = webhook_url
+        self.webhook_token = webhook_token
         self.users = users or {}
         self.proc: subprocess.Popen | None = None
 
@@ -69,6 +75,8 @@ class RegistryServer:
             lines += ["notifications:", "  endpoints:", "    - name: dockyard", f"      url: {self.webhook_url}",
                       "      timeout: 2s", "      threshold: 3", "      backoff: 200ms",
                       "      ignore:", "        actions: [pull]"]
+            if self.webhook_token:
+                lines += ["      headers:", f"        Authorization: [Bearer {self.webhook_token}]"]
         path = self.root / "config.yml"
         path.write_text("\n".join(lines) + "\n")
         return path
@@ -164,12 +172,16 @@ def test_images():
 
 @pytest.fixture
 def registry_factory():
-    """Start registries (`make(webhook_url=..., users=...)`); all stopped and removed afterwards."""
+    """Start registries (`make(webhook_url=..., users=...)`); all stopped and removed afterwards.
+
+    Their notifications carry WEBHOOK_TOKEN unless `webhook_token` says otherwise ("" for none).
+    """
     require_registry_tools()
     started: list[RegistryServer] = []
 
-    def make(webhook_url: str = "", users: dict[str, str] | None = None) -> RegistryServer:
-        server = RegistryServer(_short_tmp("dy-reg-"), webhook_url, users).start()
+    def make(webhook_url: str = "", users: dict[str, str] | None = None,
+             webhook_token: str = WEBHOOK_TOKEN) -> RegistryServer:
+        server = RegistryServer(_short_tmp("dy-reg-"), webhook_url, users, webhook_token).start()
         started.append(server)
         return server
 

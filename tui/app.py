@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
 from collections import deque
 from collections.abc import Callable
@@ -12,8 +13,10 @@ from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.widgets import Footer, Input, Static
 
+from dockyard import cli_images, printers
 from dockyard.eventlog import EventRecord
 from dockyard.tui.client import ConsoleClient
+from dockyard.tui.records import AlertRows, ImageRows, RecordRows
 from dockyard.tui.rows import ResourceRows, key_of
 from dockyard.tui.screens.confirm import ConfirmScreen, ScaleScreen
 from dockyard.tui.screens.logs import LogScreen
@@ -21,24 +24,27 @@ from dockyard.tui.screens.text import TextScreen
 from dockyard.tui.streams import AUDIT_HEADERS, EVENT_HEADERS, RateMeter, audit_row, dashboard, event_row
 from dockyard.tui.widgets.resource_table import ResourceTable
 
-RESOURCE_VIEWS = {"pods": "Pod", "deploy": "Deployment", "nodes": "Node"}
-VIEWS = ["pods", "deploy", "nodes", "events", "audit"]
+RESOURCE_VIEWS = {"pods": "Pod", "deploy": "Deployment", "nodes": "Node", "images": "Image", "alerts": "Alert"}
+VIEWS = ["pods", "deploy", "nodes", "events", "audit", "images", "alerts"]
 ALIASES = {
     "po": "pods", "pod": "pods", "pods": "pods",
     "deploy": "deploy", "deployment": "deploy", "deployments": "deploy", "dp": "deploy",
     "no": "nodes", "node": "nodes", "nodes": "nodes",
     "ev": "events", "event": "events", "events": "events",
     "audit": "audit", "commands": "audit", "command": "audit", "cmd": "audit",
+    "images": "images", "image": "images", "img": "images", "im": "images",
+    "alerts": "alerts", "alert": "alerts", "al": "alerts",
 }
 STREAM_ROWS = 1000  # the events and audit views keep the newest this many
-MERGE_WINDOW = 0.1
+MERGE_WINDOW = 0.1  # seconds a burst of events is gathered into one table change
+ABSORB_SLICE = 250  # events folded at a time before the loop may draw or take a key
 AGE_REFRESH = 10.0  # seconds between re-rendering the AGE of the (at most PAGE_SIZE) rows on show
-RECONNECT_AFTER = 5.0  # seconds disconnected before a fresh connection to wherever the stack now is  # seconds a burst of events is gathered into one table change
+RECONNECT_AFTER = 5.0  # seconds disconnected before a fresh connection to wherever the stack now is
 
 # action -> (views it applies to, whether it changes the cluster)
 ROW_ACTIONS: dict[str, tuple[set[str], bool]] = {
-    "describe": ({"pods", "deploy", "nodes"}, False),
-    "yaml": ({"pods", "deploy", "nodes"}, False),
+    "describe": ({"pods", "deploy", "nodes", "images", "alerts"}, False),
+    "yaml": ({"pods", "deploy", "nodes", "images", "alerts"}, False),
     "explain": ({"pods"}, False),
     "history": ({"pods", "deploy", "nodes"}, False),
     "logs": ({"pods"}, False),
@@ -49,6 +55,13 @@ ROW_ACTIONS: dict[str, tuple[set[str], bool]] = {
     "cordon": ({"nodes"}, True),
     "uncordon": ({"nodes"}, True),
     "drain": ({"nodes"}, True),
+}
+
+
+DETAILS = {  # what a confirmation adds to its question
+    "drain": "\n(cordon it, then evict its pods, keeping each deployment within its maxUnavailable)",
+    "restart": "\n(replace its pods, a rolling update)",
+    "undo": "\n(roll back to the previous revision)",
 }
 
 
@@ -65,6 +78,8 @@ class ConsoleApp(App[None]):
         Binding("3", "view('nodes')", "Nodes", show=False),
         Binding("4", "view('events')", "Events", show=False),
         Binding("5", "view('audit')", "Audit", show=False),
+        Binding("6", "view('images')", "Images", show=False),
+        Binding("7", "view('alerts')", "Alerts", show=False),
         Binding("n", "prompt('namespace')", "Namespace", show=False),
         Binding("w", "toggle_wide", "Wide", show=False),
         Binding("o", "sort", "Sort", show=False),
@@ -93,7 +108,9 @@ class ConsoleApp(App[None]):
         self.client_factory = client_factory or ConsoleClient.connect
         self.client: ConsoleClient | None = None
         self.view = "pods"
-        self.stores = {kind: ResourceRows(kind, namespace=namespace) for kind in RESOURCE_VIEWS.values()}
+        self.stores: dict[str, ResourceRows] = {
+            kind: ResourceRows(kind, namespace=namespace) for kind in ("Pod", "Deployment", "Node")}
+        self.stores.update(Image=ImageRows(), Alert=AlertRows())
         self.streams: dict[str, deque[tuple[str, list[str]]]] = {
             "events": deque(maxlen=STREAM_ROWS), "audit": deque(maxlen=STREAM_ROWS)}
         self.stream_filter = ""
@@ -180,9 +197,13 @@ class ConsoleApp(App[None]):
 
     async def _load(self) -> None:
         """List every kind page by page; the view on show is drawn after its first page."""
+        last = await self.client.last_seq()
         for kind, store in self.stores.items():
-            store.objects.clear(), store.cells.clear(), store.lines.clear(), store.label_sets.clear()
-            store.shown, token, position, first = [], "", 0, True
+            store.clear()
+            token, position, first = "", 0, True
+            if isinstance(store, RecordRows):
+                await self._load_records(store, last)
+                continue
             while first or token:
                 page = await self.client.list_page(kind, 1000 if first else 5000, token)
                 store.load(page.items, max(position, page.position))
@@ -191,8 +212,28 @@ class ConsoleApp(App[None]):
                     self.render_view(full=True)
                 first = False
         self.render_view(full=True)
+        self.connected = True
         self.update_dashboard()
+        gc.freeze()  # the listed objects live on: keep the collector from walking 100,000 pods on a key press
         self.loaded.set()
+
+    async def _load_records(self, store: RecordRows, last_seq: int) -> None:
+        """Read a read model that is not an API kind; alerts then fold the log's newest events again."""
+        store.position = max(0, last_seq - 200)  # folding an alert event twice is harmless
+        store.load(await (self.client.alerts() if store.kind == "Alert" else self.client.images()))
+
+    @work(exclusive=True, group="images", exit_on_error=False)
+    async def reload_images(self) -> None:
+        """The image index changed: read it again (the projector has folded the event by then, or soon will)."""
+        store = self.stores["Image"]
+        for _ in range(2):  # once now, once after the projector has surely caught up
+            try:
+                changed = store.replace(await self.client.images())
+            except Exception:
+                return
+            if changed and store is self.store:
+                self.render_view(changed=changed)
+            await asyncio.sleep(1.0)
 
     async def _follow(self) -> None:
         """Read the log live into a queue; fold what has gathered every MERGE_WINDOW into one change."""
@@ -217,7 +258,9 @@ class ConsoleApp(App[None]):
                 await asyncio.sleep(MERGE_WINDOW)
                 while not queue.empty():
                     batch.append(queue.get_nowait())
-                self.absorb(batch)
+                for start in range(0, len(batch), ABSORB_SLICE):
+                    self.absorb(batch[start:start + ABSORB_SLICE])
+                    await asyncio.sleep(0)  # a key press between slices waits for one slice, not the burst
         finally:
             reader.cancel()
             await asyncio.gather(reader, return_exceptions=True)
@@ -238,6 +281,8 @@ class ConsoleApp(App[None]):
             keys = store.absorb(by_kind.get(kind.lower(), []))
             if store is self.store:
                 changed = keys
+        if "image" in by_kind:
+            self.reload_images()
         self.rate.add(time.monotonic(), len(batch))
         if self.store is not None:
             if changed:
@@ -265,7 +310,8 @@ class ConsoleApp(App[None]):
 
     def update_dashboard(self) -> None:
         pods, deployments, nodes = self.stores["Pod"], self.stores["Deployment"], self.stores["Node"]
-        text = dashboard(pods, deployments, nodes, self.rate.rate(time.monotonic()), self.lag, self.connected)
+        text = dashboard(pods, deployments, nodes, self.rate.rate(time.monotonic()), self.lag, self.connected,
+                         self.stores["Alert"].firing)
         self.query_one("#dashboard", Static).update(text)
 
     def update_status(self) -> None:
@@ -353,7 +399,7 @@ class ConsoleApp(App[None]):
     def action_prompt(self, mode: str) -> None:
         prompt = self.query_one("#prompt", Input)
         self.prompt_mode = mode
-        prompt.placeholder = {"command": ":pods :deploy :nodes :events :audit :ns NAME :q",
+        prompt.placeholder = {"command": ":pods :deploy :nodes :events :audit :images :alerts :ns NAME :q",
                               "filter": "text or regex; -l app=web for labels",
                               "namespace": "namespace (empty for all)"}[mode]
         prompt.value = ""
@@ -423,7 +469,7 @@ class ConsoleApp(App[None]):
     def set_namespace(self, namespace: str) -> None:
         namespace = "" if namespace in ("all", "-A", "*") else namespace
         for store in self.stores.values():
-            store.namespace = namespace if store.kind != "Node" else ""
+            store.namespace = namespace if store.namespaced else ""
             store.page = 0
         self.render_view()
 
@@ -459,8 +505,8 @@ class ConsoleApp(App[None]):
             parameters = tuple(p.strip("'\"") for p in action[len(name) + 1:-1].split(",")) if "(" in action else ()
             if self.check_action(name, parameters):
                 lines.append(f"  {binding.key_display or binding.key:<12} {binding.description}")
-        lines += ["", "command mode: :pods :po :deploy :dp :nodes :no :events :ev :audit :ns NAME :q",
-                  "  up/down in command mode walk the history; numbers 1-5 switch views"]
+        lines += ["", "command mode: :pods :po :deploy :dp :nodes :no :events :ev :audit :images :img",
+                  "  :alerts :al :ns NAME :q; up/down walk the history; numbers 1-7 switch views"]
         self.push_screen(TextScreen("help", "\n".join(lines)))
 
     # ------------------------------------------------------------ row actions
@@ -470,6 +516,8 @@ class ConsoleApp(App[None]):
         store, key = self.store, self.table.selected_key()
         if store is None or key is None or key not in store.objects:
             return None
+        if isinstance(store, RecordRows):
+            return store.kind, "", key
         namespace, _, name = key.partition("/")
         return store.kind, namespace, name
 
@@ -497,14 +545,16 @@ class ConsoleApp(App[None]):
             self.push_screen(ScaleScreen(name, replicas),
                              lambda n: n is not None and self.perform("scale", kind, namespace, name, n))
         else:
-            question = f"{action} {kind.lower()}/{name}?"
+            question = f"{action} {kind.lower()}/{name}?" + DETAILS.get(action, "")
             self.push_screen(ConfirmScreen(question, action.capitalize()),
                              lambda ok: ok and self.perform(action, kind, namespace, name))
 
     @work(group="read", exit_on_error=False)
     async def show_text(self, action: str, kind: str, namespace: str, name: str) -> None:
         try:
-            if action == "describe":
+            if isinstance(self.stores[kind], RecordRows):
+                body = record_text(action, kind, self.stores[kind].objects[name])
+            elif action == "describe":
                 body = await self.client.describe(kind, name, namespace)
             elif action == "yaml":
                 body = await self.client.yaml(kind, name, namespace)
@@ -530,7 +580,9 @@ class ConsoleApp(App[None]):
             elif action in ("cordon", "uncordon"):
                 result = await client.cordon(name, action == "cordon")
             else:
-                result = await client.drain(name)
+                async for line in client.drain(name):  # the CLI's drain: it waits out maxUnavailable
+                    self.notify(line)
+                return
         except Exception as exc:
             self.notify(f"{action} {kind.lower()}/{name} failed: {exc}", severity="error")
             return
@@ -544,6 +596,22 @@ class ConsoleApp(App[None]):
                 await self.client.close()
             except Exception:
                 pass
+
+
+def record_text(action: str, kind: str, obj: dict) -> str:
+    """Describe or YAML of an image or alert row: the read model already holds all there is."""
+    if action == "yaml":
+        return printers.to_yaml(obj)
+    if kind == "Image":
+        return cli_images.describe_text(obj)
+    width = max(len(key) for key in obj) + 2
+    return "\n".join(f"{key + ':':<{width}}{_flat(value)}" for key, value in obj.items())
+
+
+def _flat(value) -> str:
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={v}" for k, v in sorted(value.items())) or "-"
+    return "-" if value is None else str(value)
 
 
 async def _close_quietly(client: ConsoleClient) -> None:

@@ -16,6 +16,14 @@ from dockyard.schemas.manifests import KINDS, subject_kind
 Obj = dict[str, Any]
 
 
+_ALERTS_SQL = ("SELECT fingerprint, alertname, severity, state, labels, annotations, value, active_since, resolved_at"
+               " FROM alerts ORDER BY alertname, fingerprint")
+
+
+def _rfc3339(moment) -> str | None:
+    return moment.isoformat().replace("+00:00", "Z") if moment is not None else None
+
+
 class LineSink(io.TextIOBase):
     """A text stream that hands each written line to a callback: how `print_logs` feeds a widget."""
 
@@ -105,18 +113,45 @@ class ConsoleClient:
         await print_logs(self.log, namespace, pod, follow=follow, tail=tail, timestamps=timestamps,
                          out=LineSink(on_line))
 
+    def _database(self):
+        if self._engine is None:
+            from sqlalchemy.ext.asyncio import create_async_engine
+
+            self._engine = create_async_engine(config.normalise_database_url(self.database_url))
+        return self._engine
+
     async def projection_lag(self) -> int | None:
         """The largest lag of any projection, or None without a database."""
         if not self.database_url:
             return None
-        from sqlalchemy.ext.asyncio import create_async_engine
-
         from dockyard.services.projector.admin import status_rows
 
-        if self._engine is None:
-            self._engine = create_async_engine(config.normalise_database_url(self.database_url))
-        rows = await asyncio.wait_for(status_rows(self.log, self._engine), 5)
+        rows = await asyncio.wait_for(status_rows(self.log, self._database()), 5)
         return max((int(row[3]) for row in rows), default=0)
+
+    async def images(self) -> list[Obj]:
+        """The image index's tags, as `dockyard images` reads them; none without a database."""
+        if not self.database_url:
+            return []
+        from dockyard.cli_images import list_rows
+
+        images, _ = await list_rows("", config.normalise_database_url(self.database_url))
+        return images
+
+    async def alerts(self) -> list[Obj]:
+        """Every row of the alerts read model (firing and resolved); none without a database or the table."""
+        if not self.database_url:
+            return []
+        from sqlalchemy import text
+        from sqlalchemy.exc import ProgrammingError
+
+        try:
+            async with self._database().connect() as conn:
+                rows = (await conn.execute(text(_ALERTS_SQL))).mappings().all()
+        except ProgrammingError:  # no `alerts` table yet: an older schema
+            return []
+        return [{**row, "active_since": _rfc3339(row["active_since"]), "resolved_at": _rfc3339(row["resolved_at"])}
+                for row in rows]
 
     # ------------------------------------------------------------ actions
 
@@ -132,14 +167,8 @@ class ConsoleClient:
     async def cordon(self, node: str, unschedulable: bool) -> str:
         return (await self.api.cordon(node, unschedulable)).result
 
-    async def drain(self, node: str) -> str:
-        """Cordon, then evict the node's pods (without the CLI's maxUnavailable wait: one pass)."""
-        await self.api.cordon(node, True)
-        pods, _ = await self.api.list("Pod")
-        evicted = 0
-        for pod in pods:
-            if (pod.get("spec") or {}).get("nodeName") == node:
-                meta = pod["metadata"]
-                await self.api.delete("Pod", meta["name"], meta["namespace"], reason="Evicted")
-                evicted += 1
-        return f"cordoned, {evicted} pods evicted"
+    def drain(self, node: str, timeout: float = 0) -> AsyncIterator[str]:
+        """Cordon, then evict the node's pods within each deployment's maxUnavailable: the CLI's drain."""
+        from dockyard.drain import drain_node
+
+        return drain_node(self.api, node, timeout)

@@ -6,6 +6,7 @@ Pure: no Textual and no I/O, so the view logic is tested without a terminal.
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,7 +16,7 @@ import msgspec
 from dockyard import printers
 from dockyard.eventlog import EventRecord, parse_subject
 from dockyard.schemas.manifests import KINDS
-from dockyard.selectors import SelectorError, matches, parse_selector
+from dockyard.selectors import Requirement, SelectorError, matches, parse_selector
 from dockyard.state import evolve
 
 Obj = dict[str, Any]
@@ -88,6 +89,11 @@ class ResourceRows:
         self.position = 0
         self.structural = False
         self.matched: set[Key] = set()  # every key the query matched at the last full refresh
+        self.phases: Counter[str] = Counter()  # objects by status.phase ("" for none): the dashboard's figures
+        # every key in the order on show, kept while no key comes or goes and no sort cell changes, so a
+        # key press filters 100,000 keys in order instead of sorting them again
+        self._order: list[Key] | None = None
+        self._order_by: tuple[int | None, bool] = (None, False)
 
     @property
     def namespaced(self) -> bool:
@@ -98,8 +104,16 @@ class ResourceRows:
         headers, _ = printers.table_rows(self.kind, [], self.wide, all_namespaces=self.namespaced)
         return headers
 
+    def clear(self) -> None:
+        self.objects.clear(), self.cells.clear(), self.lines.clear(), self.label_sets.clear()
+        self.phases.clear()
+        self.shown, self._order = [], None
+
     def _set(self, key: Key, obj: Obj) -> None:
         _, rows = printers.table_rows(self.kind, [obj], self.wide, all_namespaces=self.namespaced)
+        self._note_order(key, rows[0])
+        self._count(self.objects.get(key), -1)
+        self._count(obj, 1)
         self.objects[key] = obj
         self.cells[key] = rows[0]
         self.lines[key] = " ".join(rows[0]).lower()
@@ -138,13 +152,39 @@ class ResourceRows:
             if after is None:
                 if before is not None:
                     self.structural = True
-                    del self.objects[key], self.cells[key], self.lines[key], self.label_sets[key]
+                    self._forget(key)
                     changed.add(key)
             else:
                 self.structural = self.structural or before is None
                 self._set(key, msgspec.to_builtins(after))
                 changed.add(key)
         return changed
+
+    def _note_order(self, key: Key, cells: list[str]) -> None:
+        """Drop the kept order if this row's new cells could move it."""
+        before = self.cells.get(key)
+        column = self._order_by[0]
+        if before is None or (column is not None and before[column] != cells[column]):
+            self._order = None
+
+    def _ordered(self) -> list[Key]:
+        """Every key in the order on show: by the sort column's cells, else by key."""
+        order_by = (self.sort_column, self.sort_reverse)
+        if self._order is None or order_by != self._order_by:
+            column, cells = self.sort_column, self.cells
+            self._order = sorted(cells) if column is None else \
+                sorted(cells, key=lambda k: _sortable(cells[k][column]), reverse=self.sort_reverse)
+            self._order_by = order_by
+        return self._order
+
+    def _forget(self, key: Key) -> None:
+        self._order = None
+        self._count(self.objects[key], -1)
+        del self.objects[key], self.cells[key], self.lines[key], self.label_sets[key]
+
+    def _count(self, obj: Obj | None, step: int) -> None:
+        if obj is not None:
+            self.phases[(obj.get("status") or {}).get("phase") or ""] += step
 
     def _requirements(self):
         try:
@@ -162,19 +202,14 @@ class ResourceRows:
         """The filtered, sorted keys of the current page (and `matching`, how many match in all)."""
         text_matches = self.query.matcher()
         requirements = self._requirements()
-        keys = list(self.lines) if text_matches is None else \
-            [k for k, line in self.lines.items() if text_matches(line)]
+        keys, lines = self._ordered(), self.lines
+        if text_matches is not None:
+            keys = [k for k in keys if text_matches(lines[k])]
         if self.namespace:
             prefix = key_of(self.namespace, "")
             keys = [k for k in keys if k.startswith(prefix)]
-        if requirements:
-            label_sets = self.label_sets
-            keys = [k for k in keys if matches(label_sets[k], requirements)]
-        if self.sort_column is not None:
-            column = self.sort_column
-            keys.sort(key=lambda k: _sortable(self.cells[k][column]), reverse=self.sort_reverse)
-        else:
-            keys.sort()
+        for requirement in requirements:
+            keys = _with_labels(keys, self.label_sets, requirement)
         self.matching = len(keys)
         self.matched = set(keys)
         last_page = max(0, (len(keys) - 1) // self.page_size)
@@ -187,7 +222,7 @@ class ResourceRows:
 
         `changed` None means every shown row may differ (a new filter, sort or page).
         """
-        if changed is not None and not self.structural and self.sort_column is None and \
+        if changed is not None and not self.structural and self._order is not None and \
                 all((key in self.matched) == self._matches(key) for key in changed):
             # the common live case: rows changed but none came, went, or crossed the filter
             shown = set(self.shown)
@@ -202,6 +237,14 @@ class ResourceRows:
         change.reordered = kept + [k for k, _ in change.added] != wanted
         self.shown = wanted
         return change
+
+
+def _with_labels(keys: list[Key], label_sets: dict[Key, dict[str, str]], requirement: Requirement) -> list[Key]:
+    """The keys whose labels meet one requirement; `key=value`, the usual one, without a call per key."""
+    if requirement.operator == "=":
+        name, value = requirement.key, requirement.values[0]
+        return [k for k in keys if label_sets[k].get(name) == value]
+    return [k for k in keys if matches(label_sets[k], (requirement,))]
 
 
 def _sortable(cell: str) -> tuple[int, Any]:

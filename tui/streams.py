@@ -53,10 +53,13 @@ class RateMeter:
 
 
 def dashboard(pods: ResourceRows, deployments: ResourceRows, nodes: ResourceRows,
-              events_per_second: float, lag: int | None, connected: bool = True) -> str:
-    """The dashboard's lines: nodes ready of total, pods by phase, rollouts, event rate, projection lag."""
+              events_per_second: float, lag: int | None, connected: bool = True, firing: int = 0) -> str:
+    """The dashboard's lines: nodes ready of total, pods by phase, rollouts, firing alerts, event rate, lag."""
     ready = sum(1 for cells in nodes.cells.values() if cells[nodes.headers.index("STATUS")].startswith("Ready"))
-    phases = Counter(((o.get("status") or {}).get("phase") or "Pending") for o in pods.objects.values())
+    phases: Counter[str] = Counter()
+    for phase, count in pods.phases.items():  # no phase yet reads as Pending, as kubectl shows it
+        phases[phase or "Pending"] += count
+    phases = +phases  # drop the phases no pod is in any more
     rolling = 0
     for obj in deployments.objects.values():
         spec, status = obj.get("spec") or {}, obj.get("status") or {}
@@ -67,5 +70,5 @@ def dashboard(pods: ResourceRows, deployments: ResourceRows, nodes: ResourceRows
     lag_text = "n/a" if lag is None else str(lag)
     link = "" if connected else "  [DISCONNECTED]"
     return (f"Nodes {ready}/{len(nodes.objects)} ready  Pods {len(pods.objects)} ({phase_text})  "
-            f"Deploy {len(deployments.objects)} ({rolling} rolling)  "
+            f"Deploy {len(deployments.objects)} ({rolling} rolling)  Alerts {firing} firing  "
             f"Events {events_per_second:.1f}/s  Lag {lag_text}{link}")

@@ -15,6 +15,7 @@ from prometheus_client import Counter, Histogram
 from dockyard.db import RESOURCE_TABLES, async_engine
 from dockyard.eventlog import Append, ConcurrencyConflict, EventLog, Metadata, now_rfc3339, subject_for
 from dockyard.manifests import ManifestError, validate
+from dockyard.metrics import APPEND_RETRIES
 from dockyard.schemas import api
 from dockyard.schemas.events import CommandRecorded, ObjectRef
 from dockyard.schemas.manifests import KINDS, kind_named, subject_kind
@@ -37,7 +38,6 @@ log = logging.getLogger(__name__)
 
 REQUESTS = Counter("dockyard_api_requests_total", "Requests handled by the api", ["verb", "result"])
 LATENCY = Histogram("dockyard_api_request_duration_seconds", "Time to answer a request", ["verb"])
-CONFLICTS = Counter("dockyard_api_append_conflicts_total", "Appends retried after a concurrency conflict")
 
 MAX_CONFLICT_RETRIES = 8
 MAX_IN_FLIGHT = 256
@@ -220,7 +220,7 @@ class ApiService:
             try:
                 seqs = await self.log.append_batch([change, record], meta)
             except ConcurrencyConflict:
-                CONFLICTS.inc()
+                APPEND_RETRIES.inc()
                 continue
             await queries.wait_for_position(self.engine, RESOURCE_TABLES[kind], seqs[0], self.wait_timeout)
             return api.ApplyResult(kind=kind, name=name, namespace=namespace, result=result, seq=seqs[0])

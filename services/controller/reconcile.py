@@ -3,6 +3,9 @@
 Kubernetes' rolling-update arithmetic (maxSurge rounds up, maxUnavailable rounds down, old
 unhealthy replicas go first, availability never below replicas - maxUnavailable), without
 ReplicaSets: pods carry their template's hash and revisions are recorded on the deployment.
+A revision records the template its pods run, with its images pinned to digests from the
+registry index when it was recorded: the hash names the deployment's template, the pods run
+the revision's, so a re-pushed tag changes nothing until a new revision (`rollout restart`).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from dockyard.schemas.manifests import (
     Pod,
     PodTemplateSpec,
 )
+from dockyard.services.registry_indexer.pinning import IMAGE_NOT_FOUND, Pinned, TagDigests, pin_template
 
 TEMPLATE_HASH_LABEL = "pod-template-hash"
 OWNER_ANNOTATION = "dockyard.io/deployment"
@@ -58,6 +62,10 @@ Action = CreatePod | DeletePod | RecordRevision | SetStatus
 class Revision(msgspec.Struct, frozen=True):
     revision: int
     template_hash: str
+    template: PodTemplateSpec | None = None  # what its pods run (images pinned); None: the deployment's
+
+
+NO_INDEX = TagDigests()
 
 
 def template_hash(template: PodTemplateSpec) -> str:
@@ -140,14 +148,21 @@ def _unready_first(pods: Iterable[Pod], min_ready: int, now: dt.datetime) -> lis
 
 
 def reconcile_deployment(deployment: Deployment, pods: list[Pod], revisions: list[Revision],
-                         now: dt.datetime) -> list[Action]:
+                         now: dt.datetime, images: TagDigests = NO_INDEX) -> list[Action]:
     """What to do so `pods` converge on `deployment`; a pure function of its arguments."""
     spec = deployment.spec
     hash_ = template_hash(spec.template)
     actions: list[Action] = []
-    if not revisions or revisions[-1].template_hash != hash_:
+    if revisions and revisions[-1].template_hash == hash_:
+        template = revisions[-1].template or spec.template
+    else:
+        pinned = pin_template(spec.template, images)
+        if isinstance(pinned, Pinned):  # no revision, so no pods, until the index holds the image
+            live = [p for p in pods if p.status.phase != "Failed"]
+            return [SetStatus(status=image_not_found_status(deployment, live, hash_, now, pinned.message))]
+        template = pinned
         revision = max((r.revision for r in revisions), default=0) + 1
-        actions.append(RecordRevision(revision=revision, template_hash=hash_, template=spec.template))
+        actions.append(RecordRevision(revision=revision, template_hash=hash_, template=template))
 
     failed = [p for p in pods if p.status.phase == "Failed"]
     actions += [DeletePod(p.metadata.namespace, p.metadata.name, "Failed") for p in failed]
@@ -157,20 +172,21 @@ def reconcile_deployment(deployment: Deployment, pods: list[Pod], revisions: lis
 
     if not spec.paused:
         if spec.strategy.type == "Recreate":
-            actions += _recreate(deployment, new, old, hash_, now, pods)
+            actions += _recreate(deployment, template, new, old, hash_, now, pods)
         else:
-            actions += _rolling(deployment, new, old, hash_, now, pods)
+            actions += _rolling(deployment, template, new, old, hash_, now, pods)
     actions.append(SetStatus(status=deployment_status(deployment, live, hash_, now)))
     return actions
 
 
-def _create(deployment: Deployment, count: int, hash_: str, now: dt.datetime, pods: list[Pod]) -> list[Action]:
+def _create(deployment: Deployment, template: PodTemplateSpec, count: int, hash_: str, now: dt.datetime,
+            pods: list[Pod]) -> list[Action]:
     taken = {p.metadata.name for p in pods}
     created = []
     for index in range(count):
         name = _pod_name(deployment, hash_, now, index, taken)
         taken.add(name)
-        created.append(CreatePod(new_pod(deployment, deployment.spec.template, hash_, name)))
+        created.append(CreatePod(new_pod(deployment, template, hash_, name)))
     return created
 
 
@@ -178,26 +194,27 @@ def _delete(pods: Iterable[Pod], reason: str) -> list[Action]:
     return [DeletePod(p.metadata.namespace, p.metadata.name, reason) for p in pods]
 
 
-def _recreate(deployment: Deployment, new: list[Pod], old: list[Pod], hash_: str, now: dt.datetime,
-              pods: list[Pod]) -> list[Action]:
+def _recreate(deployment: Deployment, template: PodTemplateSpec, new: list[Pod], old: list[Pod], hash_: str,
+              now: dt.datetime, pods: list[Pod]) -> list[Action]:
     if old:
         return _delete(old, "Replaced")
-    return _scale(deployment, new, hash_, now, pods)
+    return _scale(deployment, template, new, hash_, now, pods)
 
 
-def _scale(deployment: Deployment, new: list[Pod], hash_: str, now: dt.datetime, pods: list[Pod]) -> list[Action]:
+def _scale(deployment: Deployment, template: PodTemplateSpec, new: list[Pod], hash_: str, now: dt.datetime,
+           pods: list[Pod]) -> list[Action]:
     replicas = deployment.spec.replicas
     if len(new) < replicas:
-        return _create(deployment, replicas - len(new), hash_, now, pods)
+        return _create(deployment, template, replicas - len(new), hash_, now, pods)
     extra = _unready_first(new, deployment.spec.min_ready_seconds, now)[: len(new) - replicas]
     return _delete(extra, "ScaledDown")
 
 
-def _rolling(deployment: Deployment, new: list[Pod], old: list[Pod], hash_: str, now: dt.datetime,
-             pods: list[Pod]) -> list[Action]:
+def _rolling(deployment: Deployment, template: PodTemplateSpec, new: list[Pod], old: list[Pod], hash_: str,
+             now: dt.datetime, pods: list[Pod]) -> list[Action]:
     replicas, min_ready = deployment.spec.replicas, deployment.spec.min_ready_seconds
     if not old:
-        return _scale(deployment, new, hash_, now, pods)
+        return _scale(deployment, template, new, hash_, now, pods)
     surge, max_unavailable = rolling_limits(deployment)
     total = len(new) + len(old)
     actions: list[Action] = []
@@ -205,7 +222,7 @@ def _rolling(deployment: Deployment, new: list[Pod], old: list[Pod], hash_: str,
     # Scale the new revision up, as far as surge allows.
     room = min(replicas + surge - total, replicas - len(new))
     if room > 0:
-        actions += _create(deployment, room, hash_, now, pods)
+        actions += _create(deployment, template, room, hash_, now, pods)
     elif len(new) > replicas:
         actions += _delete(_unready_first(new, min_ready, now)[: len(new) - replicas], "ScaledDown")
 
@@ -251,6 +268,14 @@ def deployment_status(deployment: Deployment, pods: list[Pod], hash_: str, now: 
         unavailable_replicas=max(0, spec.replicas - available),
         conditions=conditions,
     )
+
+
+def image_not_found_status(deployment: Deployment, pods: list[Pod], hash_: str, now: dt.datetime,
+                           message: str) -> DeploymentStatus:
+    """The status while the template's image is not in the index: Progressing=False, ImageNotFound."""
+    status = deployment_status(deployment, pods, hash_, now)
+    stuck = Condition(type="Progressing", status="False", reason=IMAGE_NOT_FOUND, message=message)
+    return _replace(status, conditions=tuple(stuck if c.type == "Progressing" else c for c in status.conditions))
 
 
 def same_status(a: DeploymentStatus, b: DeploymentStatus) -> bool:

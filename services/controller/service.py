@@ -33,6 +33,7 @@ from dockyard.services.controller.reconcile import (
     reconcile_deployment,
     same_status,
 )
+from dockyard.services.registry_indexer.pinning import TagDigests
 from dockyard.view import ClusterView
 
 log = logging.getLogger(__name__)
@@ -75,6 +76,7 @@ class Controller:
         self.log = log_
         self.view = ClusterView()
         self.revisions: dict[tuple[str, str], list[Revision]] = {}
+        self.images = TagDigests()  # the registry index, for pinning tags at each new revision
         self.awaiting: dict[tuple[str, str], int] = {}  # deployment -> seq its last actions must reach
         self.node_grace = args.node_grace
         self.eviction_timeout = args.eviction_timeout
@@ -88,8 +90,11 @@ class Controller:
         for record in records:
             if isinstance(record.event, DeploymentRevisionRecorded):
                 key = parse_subject(record.subject)[1:]
-                self.revisions.setdefault(key, []).append(
-                    Revision(revision=record.event.revision, template_hash=record.event.template_hash))
+                self.revisions.setdefault(key, []).append(Revision(
+                    revision=record.event.revision, template_hash=record.event.template_hash,
+                    template=record.event.template))
+            else:
+                self.images.evolve(record.event)  # an indexed image may unblock an ImageNotFound deployment
         self._wake.set()
 
     async def watch_heartbeats(self, stop: asyncio.Event) -> None:
@@ -131,7 +136,7 @@ class Controller:
             if self.awaiting.get(key, 0) > self.view.position:
                 continue  # our last actions have not come back through the log yet
             pods = [p for p in pods_by_owner.get(key, []) if owned_by(p, deployment)]
-            actions = reconcile_deployment(deployment, pods, self.revisions.get(key, []), now)
+            actions = reconcile_deployment(deployment, pods, self.revisions.get(key, []), now, self.images)
             appends += [(key, a) for a in self.to_appends(deployment, actions, now)]
         for owner_key, pods in pods_by_owner.items():
             if owner_key not in self.view.deployments:  # the deployment is gone: so are its pods

@@ -24,9 +24,13 @@ from dockyard.eventlog import (
 from dockyard.schemas.events import PodDeleted, PodStatusChanged
 from dockyard.schemas.manifests import ContainerStatus, Node, Pod, PodStatus
 from dockyard.service import Health
+from dockyard.services.node_agent.held_images import DEFAULT_INTERVAL as DEFAULT_IMAGES_INTERVAL
+from dockyard.services.node_agent.held_images import ImageReporter, held_images_of
 from dockyard.services.node_agent.metrics import POD_STATUS_UPDATES
 from dockyard.services.node_agent.registration import NodeRegistration
 from dockyard.services.node_agent.status import FINISHED_PHASES, pod_status
+from dockyard.services.node_agent.usage import DEFAULT_INTERVAL as DEFAULT_USAGE_INTERVAL
+from dockyard.services.node_agent.usage import UsageReporter, worker_samples
 from dockyard.view import ClusterView, Key
 
 log = logging.getLogger(__name__)
@@ -67,7 +71,8 @@ class NodeAgent:
     """Registers `nodes`, keeps them heartbeating, and keeps a worker for every pod bound to one of them."""
 
     def __init__(self, log_: EventLog, driver: Driver, nodes: Sequence[Node], *, actor: str,
-                 heartbeat_interval: float = 10.0, report_interval: float = 0.05, stop_pods_on_exit: bool = True):
+                 heartbeat_interval: float = 10.0, report_interval: float = 0.05, stop_pods_on_exit: bool = True,
+                 usage_interval: float = DEFAULT_USAGE_INTERVAL, images_interval: float = DEFAULT_IMAGES_INTERVAL):
         self.log = log_
         self.driver = driver
         self.view = ClusterView(kinds=("pod", "node"))
@@ -77,6 +82,10 @@ class NodeAgent:
         self.heartbeat_interval = heartbeat_interval
         self.report_interval = report_interval
         self.stop_pods_on_exit = stop_pods_on_exit
+        self.usage = UsageReporter(log_, self.names, lambda: worker_samples(self.workers, self.view.pods),
+                                   getattr(driver, "node_usage_sample", None), usage_interval)
+        held = held_images_of(driver, self.names) if images_interval > 0 else None
+        self.images = ImageReporter(log_, self.view, self.names, held, self.meta, images_interval)
         self.workers: dict[Key, PodWorker] = {}
         self.reported: dict[Key, tuple[PodStatus, int]] = {}  # the status we last appended, and its sequence
         self.dirty: set[Key] = set()
@@ -106,6 +115,10 @@ class NodeAgent:
         tasks = [follow, leftovers,
                  asyncio.create_task(self.registration.keep_alive(stop, self.heartbeat_interval), name="heartbeat"),
                  asyncio.create_task(self.report_statuses(stop), name="reporter")]
+        if self.usage.interval > 0:
+            tasks.append(asyncio.create_task(self.usage.run(stop), name="usage"))
+        if self.images.interval > 0:
+            tasks.append(asyncio.create_task(self.images.run(stop), name="images"))
         health.ready = True
         try:
             await self._until_stopped(stop, tasks)

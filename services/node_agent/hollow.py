@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
+import time
 from collections.abc import Callable
 
 from dockyard.eventlog import EventLog, now_rfc3339
-from dockyard.schemas.manifests import ContainerStatus, Pod
+from dockyard.schemas.manifests import ContainerImage, ContainerStatus, Pod
 from dockyard.service import Health
 from dockyard.services.node_agent.agent import NodeAgent
 from dockyard.services.node_agent.expansion import port_key
+from dockyard.services.node_agent.held_images import DEFAULT_INTERVAL as DEFAULT_IMAGES_INTERVAL
 from dockyard.services.node_agent.metrics import CONTAINERS_STARTED, RUNNING_CONTAINERS
 from dockyard.services.node_agent.node import ZONE_LABEL, capacity, node_manifest, parse_labels
+from dockyard.services.node_agent.usage import DEFAULT_INTERVAL as DEFAULT_USAGE_INTERVAL
+from dockyard.services.node_agent.usage import UsageSample, pod_requests, synthetic_sample, usage_share
 
 NEEDS_DATABASE = False
 DRIVER = "hollow"
@@ -26,20 +31,48 @@ class HollowDriver:
 
     def __init__(self, start_delay: float = DEFAULT_START_DELAY):
         self.start_delay = start_delay
+        self.pulled: dict[str, dict[str, ContainerImage]] = {}  # node -> image reference -> what it holds
+        self._held: dict[str, tuple[ContainerImage, ...]] = {}  # node -> the same, as reported (cached)
 
     async def prepare(self) -> None:
         pass
 
     def worker_for(self, pod: Pod, on_change: Callable[[], None]) -> HollowPod:
+        self.pull(pod.spec.node_name, pod)
         return HollowPod(pod, on_change, self.start_delay)
+
+    def pull(self, node: str, pod: Pod) -> None:
+        """Starting a pod "pulls" its images: the node holds them from then on (a hollow node never collects)."""
+        held = self.pulled.setdefault(node, {})
+        for container in pod.spec.containers:
+            if container.image not in held:
+                held[container.image] = ContainerImage(names=(container.image,),
+                                                       size_bytes=simulated_size(container.image))
+                self._held.pop(node, None)
+
+    def held_images_on(self, node: str) -> tuple[ContainerImage, ...]:
+        """What `node` holds; the same tuple until it changes, so the agent's comparison stays cheap."""
+        held = self._held.get(node)
+        if held is None:
+            held = self._held[node] = tuple(self.pulled.get(node, {}).values())
+        return held
 
     async def clean_leftovers(self) -> None:
         pass
 
 
+def simulated_size(image: str) -> int:
+    """A plausible, stable image size: 20 to 520 MiB, chosen by the reference."""
+    spread = int.from_bytes(hashlib.blake2b(image.encode(), digest_size=4).digest(), "big") % 501
+    return (20 + spread) * 1024 * 1024
+
+
 class HollowPod:
     def __init__(self, pod: Pod, on_change: Callable[[], None], start_delay: float):
         self.uid = pod.metadata.uid
+        self.requests = pod_requests(pod)
+        self.usage_share = usage_share(self.uid)
+        self._running_since: float | None = None  # monotonic
         self.on_change = on_change
         self.start_delay = start_delay
         previous = {status.name: status for status in pod.status.container_statuses}
@@ -69,7 +102,14 @@ class HollowPod:
         self._count_running(True)
         self.on_change()
 
+    def usage_sample(self) -> UsageSample | None:
+        """Synthetic: a stable share of its requests while it runs."""
+        if self._running_since is None:
+            return None
+        return synthetic_sample(self.usage_share, *self.requests, time.monotonic() - self._running_since)
+
     def _count_running(self, running: bool) -> None:
+        self._running_since = (self._running_since or time.monotonic()) if running else None
         if running != self._running:
             RUNNING_CONTAINERS.labels(DRIVER).inc(len(self.statuses) if running else -len(self.statuses))
             self._running = running
@@ -100,6 +140,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--start-delay", type=float, default=DEFAULT_START_DELAY,
                         help="seconds from bound to Running (default 1)")
     parser.add_argument("--heartbeat-interval", type=float, default=10.0, help="seconds between heartbeats")
+    parser.add_argument("--images-interval", type=float, default=DEFAULT_IMAGES_INTERVAL,
+                        help="seconds between reports of the images nodes hold, for image locality "
+                             f"(default {DEFAULT_IMAGES_INTERVAL:g}; 0: none)")
+    parser.add_argument("--usage-interval", type=float, default=DEFAULT_USAGE_INTERVAL,
+                        help=f"seconds between resource usage reports (default {DEFAULT_USAGE_INTERVAL:g}; 0: none)")
 
 
 async def run(nats_url: str, database_url: str, stop: asyncio.Event, health: Health,
@@ -112,7 +157,8 @@ async def run(nats_url: str, database_url: str, stop: asyncio.Event, health: Hea
     log_ = await EventLog.connect(nats_url, name="dockyard-hollow-nodes")
     try:
         agent = NodeAgent(log_, HollowDriver(args.start_delay), nodes, actor="system:hollow-nodes",
-                          heartbeat_interval=args.heartbeat_interval)
+                          heartbeat_interval=args.heartbeat_interval, usage_interval=args.usage_interval,
+                          images_interval=args.images_interval)
         await agent.run(stop, health)
     finally:
         await log_.close()

@@ -58,6 +58,7 @@ from dockyard.services.node_agent.status import (
     run_started,
     with_ready,
 )
+from dockyard.services.node_agent.usage import UsageSample, machine_sample, process_group_sample
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +95,10 @@ class ProcessDriver:
                 for port in record.host_ports.values():
                     self.ports.claim(port)
 
+    def node_usage_sample(self) -> UsageSample:
+        """The node is this machine: its own CPU and memory accounting."""
+        return machine_sample()
+
     def worker_for(self, pod: Pod, on_change: Callable[[], None]) -> ProcessPod:
         pod_dir = self.state.pod_dir(pod.metadata.namespace, pod.metadata.name, pod.metadata.uid)
         return ProcessPod(self, pod, pod_dir, self.found.pop(pod_dir, {}), on_change)
@@ -125,8 +130,12 @@ class ProcessPod:
         self.dir = pod_dir
         self.on_change = on_change
         previous = {status.name: status for status in pod.status.container_statuses}
-        self.containers = [ContainerRunner(self, container, previous.get(container.name), records.get(container.name))
+        self.containers = [self._runner(container, previous.get(container.name), records.get(container.name))
                            for container in pod.spec.containers]
+
+    def _runner(self, container: Container, previous: ContainerStatus | None,
+                record: ContainerRecord | None) -> ContainerRunner:
+        return ContainerRunner(self, container, previous, record)
 
     def start(self) -> None:
         StateDir.work_dir(self.dir).mkdir(parents=True, exist_ok=True)
@@ -135,6 +144,14 @@ class ProcessPod:
 
     def container_statuses(self) -> tuple[ContainerStatus, ...]:
         return tuple(runner.status for runner in self.containers)
+
+    def usage_sample(self) -> UsageSample | None:
+        """Its containers' process groups, summed; None when none is running."""
+        samples = [sample for runner in self.containers if (sample := runner.usage_sample()) is not None]
+        if not samples:
+            return None
+        return UsageSample(cpu_seconds=sum(s.cpu_seconds for s in samples),
+                           memory_bytes=sum(s.memory_bytes for s in samples))
 
     async def stop(self) -> None:
         grace = self.pod.spec.termination_grace_period_seconds
@@ -184,6 +201,13 @@ class ContainerRunner:
             self.status = status
             self.pod.on_change()
 
+    def usage_sample(self) -> UsageSample | None:
+        """/proc accounting of the container's process group (its leader started a session: pgid == pid)."""
+        process = self.process
+        if process is None or not process.running():
+            return None
+        return process_group_sample(process.pid)
+
     def _save(self) -> None:
         with contextlib.suppress(FileNotFoundError):  # the pod directory went with its pod
             StateDir.save(self.pod.dir, self.record)
@@ -222,8 +246,9 @@ class ContainerRunner:
         process = self._adopt()
         if process is None and self.status.state == "terminated" and not should_restart(policy, self.status.exit_code):
             return  # it ended for good before this agent started
-        if process is None and not container_argv(self.container, self.env):
-            self._refuse_config("the process driver runs a container's command and args; this one has neither")
+        problem = None if process is not None else self._config_problem()
+        if problem:
+            self._refuse_config(problem)
             return
         crashes = 0
         while True:
@@ -241,6 +266,25 @@ class ContainerRunner:
             if delay > 0:
                 self._set(backing_off(self.status))
                 await asyncio.sleep(delay)
+
+    def _config_problem(self) -> str | None:
+        """Why this container cannot run as specified (None: it can)."""
+        if not container_argv(self.container, self.env):
+            return "the process driver runs a container's command and args; this one has neither"
+        return None
+
+    async def _launch(self) -> ContainerProcess:
+        """Start one run of the container; raises OSError."""
+        return await spawn(container_argv(self.container, self.env), self.env, self.cwd,
+                           self.tails["stdout"].path, self.tails["stderr"].path)
+
+    async def _reap(self, process: ContainerProcess, exit_code: int | None) -> str:
+        """Clean up after a run ended; the reason to report ("": from the exit code)."""
+        process.kill_leftovers()
+        return ""
+
+    async def _probe_once(self, probe: Probe) -> bool:
+        return await probe_once(probe, self._probe_port, self.env, self.cwd)
 
     def _refuse_config(self, problem: str) -> None:
         """A container that cannot run as given waits (the pod stays Pending) instead of crash-looping."""
@@ -270,8 +314,7 @@ class ContainerRunner:
         restarted = not (self.status.state == "waiting" and self.status.reason == CONTAINER_CREATING)
         started_at = now_rfc3339()
         try:
-            process = await spawn(container_argv(self.container, self.env), self.env, self.cwd,
-                                  self.tails["stdout"].path, self.tails["stderr"].path)
+            process = await self._launch()
         except OSError as exc:
             log.warning("%s/%s container %s failed to start: %s", self.record.namespace, self.record.pod,
                         self.container.name, exc)
@@ -279,9 +322,9 @@ class ContainerRunner:
             self._set(run_ended(run_started(self.status, started_at, restarted), START_ERROR_EXIT_CODE, START_ERROR))
             return None
         self.process = process
-        CONTAINERS_STARTED.labels(DRIVER).inc()
+        CONTAINERS_STARTED.labels(self.pod.driver.name).inc()
         if restarted:
-            CONTAINER_RESTARTS.labels(DRIVER).inc()
+            CONTAINER_RESTARTS.labels(self.pod.driver.name).inc()
         status = run_started(self.status, started_at, restarted)
         self.record.pid, self.record.start_ticks, self.record.started_at = process.pid, process.start_ticks, started_at
         self.record.restart_count = status.restart_count
@@ -300,7 +343,7 @@ class ContainerRunner:
                                       (READINESS, self.container.readiness_probe)) if probe is not None]
         if self.container.startup_probe is None:
             self._on_started(started)
-        RUNNING_CONTAINERS.labels(DRIVER).inc()
+        RUNNING_CONTAINERS.labels(self.pod.driver.name).inc()
         exited = asyncio.ensure_future(process.wait())
         failing = asyncio.ensure_future(unhealthy.wait())
         try:
@@ -311,12 +354,12 @@ class ContainerRunner:
         finally:
             for task in (*probes, failing, exited):
                 task.cancel()
-            RUNNING_CONTAINERS.labels(DRIVER).dec()
-        process.kill_leftovers()
+            RUNNING_CONTAINERS.labels(self.pod.driver.name).dec()
+        reason = await self._reap(process, exit_code)
         await self._ship_logs(final=True)
         self.record.pid = 0
         self._save()
-        self._set(run_ended(self.status, exit_code))
+        self._set(run_ended(self.status, exit_code, reason))
         return exit_code, time.monotonic() - began
 
     def _on_started(self, started: asyncio.Event) -> None:
@@ -338,7 +381,7 @@ class ContainerRunner:
         if kind == READINESS and process.adopted:
             state = ProbeState(ok=self.status.ready)  # as the last agent left it, until the probe says otherwise
         while process.running():
-            success = await probe_once(probe, self._probe_port, self.env, self.cwd)
+            success = await self._probe_once(probe)
             if not success:
                 PROBE_FAILURES.labels(kind, probe_handler(probe)).inc()
             state = observe(state, success, probe)

@@ -18,6 +18,7 @@ from dockyard.eventlog import (
     parse_subject,
     subject_for,
 )
+from dockyard.metrics import APPEND_RETRIES
 from dockyard.schemas.events import NodeStatusChanged
 from dockyard.schemas.manifests import Node
 from dockyard.services.api.decide import decide_apply
@@ -76,6 +77,7 @@ class NodeRegistration:
             results = await self.log.append_many(chunk, self.meta, timeout=ACK_TIMEOUT)
             for append, result in zip(chunk, results):
                 if isinstance(result, ConcurrencyConflict) and retry_conflicts:
+                    APPEND_RETRIES.inc()
                     result = await self._register_again(append.subject)
                 if isinstance(result, EventLogError):
                     raise result

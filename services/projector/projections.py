@@ -14,6 +14,7 @@ from dockyard.db import CHECKPOINTS_TABLE
 from dockyard.eventlog import EventRecord, kind_filter, parse_subject
 from dockyard.schemas.events import CommandRecorded
 from dockyard.schemas.manifests import Deployment, Node, Pod
+from dockyard.services.projector.alerts import AlertProjection
 from dockyard.services.projector.images import IMAGE_PROJECTIONS
 from dockyard.state import Resource, evolve
 
@@ -164,6 +165,7 @@ PROJECTIONS = {
         ResourceProjection("nodes", "node", Node),
         CommandProjection(),
         *IMAGE_PROJECTIONS,
+        AlertProjection(),
     )
 }
 

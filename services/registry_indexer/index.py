@@ -4,6 +4,9 @@ Subjects: one aggregate per repository, `dy.evt.image.<registry>.<repository>`, 
 registry, `dy.evt.registry.<registry>`. Tokens are encoded reversibly (`encode_token`): NATS
 tokens cannot hold '.', and `subject_for` maps '.' to '_', which repository names also use; so
 '_' becomes '_5F' and '.' becomes '_2E' first ('/', '-' and ':' are kept; names are lowercase).
+
+The index also remembers each aggregate's last stream sequence, so its events are appended with
+the expected sequence and two indexers of one registry never append the same change twice.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import re
 
 import msgspec
 
-from dockyard.eventlog import SUBJECT_ROOT, Append, subject_for
+from dockyard.eventlog import SUBJECT_ROOT, Append, EventRecord, subject_for
 from dockyard.schemas.base import Event
 from dockyard.schemas.events import (
     ImageDeleted,
@@ -59,6 +62,7 @@ class RegistryIndex:
         self.registry = registry
         self.tags: dict[tuple[str, str], TagState] = {}
         self.reachable = True
+        self.seqs: dict[str, int] = {}  # aggregate subject -> the last stream sequence folded in
 
     def evolve(self, event: Event) -> None:
         if isinstance(event, (ImageIndexed, ImageTagMoved)):
@@ -71,6 +75,27 @@ class RegistryIndex:
             self.reachable = False
         elif isinstance(event, RegistryRecovered):
             self.reachable = True
+
+    def apply(self, record: EventRecord) -> None:
+        """Fold one event read from the log, with its position."""
+        self.evolve(record.event)
+        self.seqs[record.subject] = record.seq
+
+    def reload(self, subject: str, records: list[EventRecord]) -> None:
+        """Forget what the index holds for one aggregate and fold it again from `records` (all of its events)."""
+        if subject == registry_subject(self.registry):
+            self.reachable = True
+        else:
+            for key in [k for k in self.tags if image_subject(self.registry, k[0]) == subject]:
+                del self.tags[key]
+        self.seqs.pop(subject, None)
+        for record in records:
+            self.apply(record)
+
+    def subject_of(self, event: Event) -> str:
+        if event.KIND == "registry":
+            return registry_subject(self.registry)
+        return image_subject(self.registry, event.repository)
 
     def repositories(self) -> set[str]:
         return {repository for repository, _ in self.tags}
@@ -102,12 +127,10 @@ class RegistryIndex:
             return RegistryRecovered(registry=self.registry)
         return RegistryUnreachable(registry=self.registry, reason=reason)
 
-    def record(self, events: list[Event]) -> list[Append]:
-        """Fold `events` in and return them as appends on their aggregates' subjects."""
-        appends = []
+    def record(self, events: list[Event]) -> dict[str, list[Append]]:
+        """Fold `events` in and return them as appends, grouped by their aggregates' subjects."""
+        appends: dict[str, list[Append]] = {}
         for event in events:
             self.evolve(event)
-            subject = (registry_subject(self.registry) if event.KIND == "registry"
-                       else image_subject(self.registry, event.repository))
-            appends.append(Append(subject=subject, event=event))
+            appends.setdefault(self.subject_of(event), []).append(Append(subject=self.subject_of(event), event=event))
         return appends

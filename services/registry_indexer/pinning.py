@@ -1,8 +1,12 @@
 """Image references and tag -> digest pinning from the index, for the controller (pure: no I/O).
 
-The controller can fold image events into a `TagDigests` (it already folds the log) and call
-`pin_image` when it records a revision: `repo:tag` becomes `repo@sha256:...`, and an image the
+The controller folds image events into a `TagDigests` (it already folds the log) and calls
+`pin_template` when it records a revision: `repo:tag` becomes `repo@sha256:...`, and an image the
 index does not hold is `ImageNotFound` instead of pods that crash-loop on a pull.
+
+Only what the index is responsible for is pinned: a reference naming a registry the index holds,
+or an unqualified one whose repository exactly one indexed registry holds. Anything else (an
+image from a registry nobody indexes) runs as written, as it did before there was an index.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import msgspec
 
 from dockyard.schemas.base import Event
 from dockyard.schemas.events import ImageDeleted, ImageIndexed, ImageRejected, ImageTagMoved
+from dockyard.schemas.manifests import PodTemplateSpec
 
 IMAGE_NOT_FOUND = "ImageNotFound"
 
@@ -38,23 +43,38 @@ def parse_reference(ref: str) -> ImageRef:
     return ImageRef(repository=name, tag=tag or ("" if digest else "latest"), digest=digest, registry=registry)
 
 
+_IMAGE_EVENTS = (ImageIndexed, ImageTagMoved, ImageDeleted, ImageRejected)
+
+
 class TagDigests:
-    """(registry, repository, tag) -> digest, folded from image events."""
+    """(registry, repository, tag) -> digest, folded from image events; and which registries hold which repositories."""
 
     def __init__(self) -> None:
         self.digests: dict[tuple[str, str, str], str] = {}
+        self.holders: dict[str, set[str]] = {}  # repository -> registries the index has seen it in
+        self.registries: set[str] = set()  # every registry the index has seen
 
     def evolve(self, event: Event) -> None:
+        if not isinstance(event, _IMAGE_EVENTS):
+            return
+        # A repository stays known after its tags go: a deleted tag is ImageNotFound, not "not ours".
+        self.holders.setdefault(event.repository, set()).add(event.registry)
+        self.registries.add(event.registry)
+        key = (event.registry, event.repository, event.tag)
         if isinstance(event, (ImageIndexed, ImageTagMoved)):
-            self.digests[(event.registry, event.repository, event.tag)] = event.digest
-        elif isinstance(event, (ImageDeleted, ImageRejected)):
-            self.digests.pop((event.registry, event.repository, event.tag), None)
+            self.digests[key] = event.digest
+        else:
+            self.digests.pop(key, None)
 
-    def digest_of(self, ref: ImageRef) -> str:
+    def registry_of(self, ref: ImageRef) -> str:
+        """The indexed registry responsible for `ref`, or "" when the index has no say over it."""
         if ref.registry:
-            return self.digests.get((ref.registry, ref.repository, ref.tag), "")
-        found = {d for (_, repo, tag), d in self.digests.items() if repo == ref.repository and tag == ref.tag}
-        return found.pop() if len(found) == 1 else ""  # unqualified and ambiguous: pin nothing
+            return ref.registry if ref.registry in self.registries else ""
+        holders = self.holders.get(ref.repository, set())
+        return next(iter(holders)) if len(holders) == 1 else ""  # unqualified and ambiguous: no say
+
+    def digest_of(self, registry: str, ref: ImageRef) -> str:
+        return self.digests.get((registry, ref.repository, ref.tag), "")
 
 
 class Pinned(msgspec.Struct, frozen=True):
@@ -64,16 +84,30 @@ class Pinned(msgspec.Struct, frozen=True):
 
 
 def pin_image(image: str, index: TagDigests) -> Pinned:
-    """`repo:tag` -> `repo@digest` from the index; a digest reference stays as it is."""
+    """`repo:tag` -> `repo@digest` from the index; a digest reference, or one the index has no say over, stays."""
     try:
         ref = parse_reference(image)
-    except ValueError as exc:
-        return Pinned(image=image, reason=IMAGE_NOT_FOUND, message=str(exc))
-    if ref.digest:
+    except ValueError:
+        return Pinned(image=image)  # no repository to look up: the index has no say, the runtime reports it
+    registry = index.registry_of(ref)
+    if ref.digest or not registry:
         return Pinned(image=image)
-    digest = index.digest_of(ref)
+    digest = index.digest_of(registry, ref)
     if not digest:
-        message = f"image {image} is not in the registry index (repository {ref.repository}, tag {ref.tag})"
+        message = f"image {image} is not in registry {registry} (repository {ref.repository}, tag {ref.tag})"
         return Pinned(image=image, reason=IMAGE_NOT_FOUND, message=message)
     host = f"{ref.registry}/" if ref.registry else ""
     return Pinned(image=f"{host}{ref.repository}@{digest}")
+
+
+def pin_template(template: PodTemplateSpec, index: TagDigests) -> PodTemplateSpec | Pinned:
+    """The template with every container's image pinned, or the first image the index does not hold."""
+    containers = []
+    for container in template.spec.containers:
+        pinned = pin_image(container.image, index)
+        if pinned.reason:
+            return pinned
+        containers.append(container if pinned.image == container.image
+                          else msgspec.structs.replace(container, image=pinned.image))
+    spec = msgspec.structs.replace(template.spec, containers=tuple(containers))
+    return msgspec.structs.replace(template, spec=spec)

@@ -3,23 +3,32 @@
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
+import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import msgspec
 from prometheus_client import Counter, Histogram
 
-from dockyard.eventlog import EventLog, Metadata
+from dockyard.eventlog import MAX_BATCH, Append, ConcurrencyConflict, EventLog, EventLogError, Metadata
+from dockyard.metrics import APPEND_RETRIES
+from dockyard.schemas.base import Event
+from dockyard.schemas.events import RegistryRecovered
 from dockyard.service import Health
 from dockyard.services.registry_indexer.content import Garbage
-from dockyard.services.registry_indexer.distribution import Registry, Unreachable
+from dockyard.services.registry_indexer.distribution import Registry, Resolved, Unreachable
 from dockyard.services.registry_indexer.index import RegistryIndex, image_filter, registry_subject
 
 log = logging.getLogger(__name__)
 logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per request drowns the log
 
 NEEDS_DATABASE = False
+WEBHOOK_TOKEN_ENV = "DOCKYARD_WEBHOOK_TOKEN"
+APPEND_ATTEMPTS = 5  # re-decisions after lost races before an append is left to the next resync
+Decision = Callable[[], Event | None]  # the event an observation calls for, given the index as it is now
 ACTOR = Metadata(actor="registry-indexer")
 
 EVENTS = Counter("dockyard_registry_indexer_events_total", "Image and registry events appended", ["type"])
@@ -36,6 +45,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--insecure", action="store_true", help="plain HTTP, or HTTPS without verifying")
     parser.add_argument("--webhook-host", default="127.0.0.1", help="address the notification endpoint listens on")
     parser.add_argument("--webhook-port", type=int, default=0, help="port for registry notifications (0: none)")
+    parser.add_argument("--webhook-token", default=os.environ.get(WEBHOOK_TOKEN_ENV, ""),
+                        help="shared secret the registry sends as `Authorization: Bearer TOKEN` with each "
+                             f"notification; others get 401 (default: ${WEBHOOK_TOKEN_ENV}; empty: no check)")
     parser.add_argument("--resync-interval", type=float, default=300.0, help="seconds between full crawls")
     parser.add_argument("--probe-interval", type=float, default=2.0,
                         help="seconds between checks that the registry answers")
@@ -51,22 +63,53 @@ class Indexer:
         self.index = index
         self.work: asyncio.Queue[tuple[str, ...]] = asyncio.Queue()
 
-    async def append(self, events: list) -> None:
-        events = [e for e in events if e is not None]
-        if not events:
-            return
-        for result in await self.log.append_many(self.index.record(events), ACTOR):
-            if isinstance(result, Exception):
-                log.error("append failed: %s", result)
-        for event in events:
+    async def append(self, decisions: list[Decision]) -> list[Event]:
+        """Append the events `decisions` call for; the events that landed.
+
+        Each repository's events go as one atomic batch guarded by the repository's last sequence.
+        A batch that lost a race (another indexer appended first) re-reads that repository and
+        decides again, so two indexers never record one change twice.
+        """
+        landed: list[Event] = []
+        for _ in range(APPEND_ATTEMPTS):
+            decided = [(decide, event) for decide in decisions if (event := decide()) is not None]
+            if not decided:
+                break
+            batches = self.index.record([event for _, event in decided])
+            results = await asyncio.gather(*(self._append_aggregate(s, a) for s, a in batches.items()))
+            lost = {subject for subject, appended in zip(batches, results) if not appended}
+            landed += [e for _, e in decided if self.index.subject_of(e) not in lost]
+            for subject in lost:
+                APPEND_RETRIES.inc()
+                self.index.reload(subject, await self.log.read_aggregate(subject))
+            decisions = [decide for decide, event in decided if self.index.subject_of(event) in lost]
+            if not decisions:
+                break
+        else:
+            log.error("gave up on %d decisions after %d conflicts", len(decisions), APPEND_ATTEMPTS)
+        for event in landed:
             EVENTS.labels(event.type_name()).inc()
             log.info("%s %s", event.type_name(), msgspec.json.encode(event)[:300].decode())
+        return landed
+
+    async def _append_aggregate(self, subject: str, appends: list[Append]) -> bool:
+        """Append one aggregate's events after the sequence the index last saw; False if it moved on."""
+        for start in range(0, len(appends), MAX_BATCH):
+            chunk = appends[start:start + MAX_BATCH]
+            chunk[0] = msgspec.structs.replace(chunk[0], expected_seq=self.index.seqs.get(subject, 0))
+            try:
+                self.index.seqs[subject] = (await self.log.append_batch(chunk, ACTOR))[-1]
+            except ConcurrencyConflict:
+                return False
+            except EventLogError as exc:
+                log.error("append to %s failed: %s", subject, exc)
+                return True  # not a race: deciding again would not help; the next resync retries
+        return True
 
     async def mark_reachable(self, reachable: bool, reason: str = "") -> bool:
         """Record a change of reachability; True if the registry just came back."""
-        event = self.index.observe_registry(reachable, reason)
-        await self.append([event])
-        return event is not None and reachable
+        landed = await self.append([lambda: self.index.observe_registry(reachable, reason)])
+        return reachable and any(isinstance(e, RegistryRecovered) for e in landed)
 
     async def observe(self, repository: str, tag: str, digest: str = ""):
         try:
@@ -76,19 +119,23 @@ class Indexer:
             log.warning("%s/%s:%s: %s", self.registry.name, repository, tag, exc)
             return str(exc)
 
-    async def crawl_tags(self, repository: str, tags: list[str]) -> list:
+    def seen(self, repository: str, tag: str, seen: Resolved | str | None) -> Decision:
+        """The decision an observation calls for, made against the index as it is when it is taken."""
+        return lambda: self.index.observe_tag(repository, tag, seen)
+
+    async def crawl_tags(self, repository: str, tags: list[str]) -> list[Decision]:
         seen = await asyncio.gather(*(self.observe(repository, tag) for tag in tags))
-        return [self.index.observe_tag(repository, tag, s) for tag, s in zip(tags, seen)]
+        return [self.seen(repository, tag, s) for tag, s in zip(tags, seen)]
 
     async def crawl_repository(self, repository: str) -> None:
         try:
             listed = await self.registry.tags(repository)
         except Garbage as exc:
-            await self.append([self.index.observe_tag(repository, "", str(exc))])
+            await self.append([self.seen(repository, "", str(exc))])
             return
         gone = sorted(self.index.tags_of(repository) - set(listed))
         await self.append(await self.crawl_tags(repository, listed)
-                          + [self.index.observe_tag(repository, tag, None) for tag in gone])
+                          + [self.seen(repository, tag, None) for tag in gone])
 
     async def crawl(self) -> None:
         started = time.perf_counter()
@@ -112,7 +159,7 @@ class Indexer:
             else:
                 _, repository, tag, digest = item
                 seen = await self.observe(repository, tag, digest)
-                await self.append([self.index.observe_tag(repository, tag, seen)])
+                await self.append([self.seen(repository, tag, seen)])
             await self.mark_reachable(True)
         except Unreachable as exc:
             log.warning("%s unreachable: %s", self.registry.name, exc)
@@ -177,8 +224,19 @@ async def _sleep(stop: asyncio.Event, seconds: float) -> None:
         pass
 
 
-async def serve_webhook(indexer: Indexer, host: str, port: int) -> asyncio.Server:
-    """A minimal HTTP/1.1 endpoint: every POST body is a notification envelope; answers 200."""
+UNAUTHORIZED = b"HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Bearer\r\nContent-Length: 0\r\n\r\n"
+
+
+def authorized(headers: dict[str, str], token: str) -> bool:
+    """The request carries the shared secret (Distribution sends it as a configured header)."""
+    if not token:
+        return True
+    scheme, _, given = headers.get("authorization", "").partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode())
+
+
+async def serve_webhook(indexer: Indexer, host: str, port: int, token: str = "") -> asyncio.Server:
+    """A minimal HTTP/1.1 endpoint: every authorized POST body is a notification envelope (200); else 401."""
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -188,9 +246,13 @@ async def serve_webhook(indexer: Indexer, host: str, port: int) -> asyncio.Serve
                 fields = (line.partition(":") for line in lines[1:] if line)
                 headers = {name.strip().lower(): value.strip() for name, _, value in fields}
                 body = await reader.readexactly(int(headers.get("content-length", "0") or 0))
-                if lines[0].startswith("POST"):
-                    indexer.notified(body)
-                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+                if not authorized(headers, token):
+                    NOTIFICATIONS.labels("unauthorized").inc()
+                    writer.write(UNAUTHORIZED)
+                else:
+                    if lines[0].startswith("POST"):
+                        indexer.notified(body)
+                    writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
                 await writer.drain()
                 if headers.get("connection", "").lower() == "close":
                     break
@@ -210,7 +272,7 @@ async def load_index(log_: EventLog, registry: str) -> RegistryIndex:
     for subject in (image_filter(registry), registry_subject(registry)):
         async for batch in log_.read_range(subject):
             for record in batch:
-                index.evolve(record.event)
+                index.apply(record)
     return index
 
 
@@ -221,7 +283,12 @@ async def run(nats_url: str, database_url: str, stop: asyncio.Event, health: Hea
     log_ = await EventLog.connect(nats_url, name="dockyard-registry-indexer")
     await log_.ensure_streams()
     indexer = Indexer(log_, registry, await load_index(log_, registry.name))
-    server = await serve_webhook(indexer, args.webhook_host, args.webhook_port) if args.webhook_port else None
+    server = None
+    if args.webhook_port:
+        if not args.webhook_token:
+            log.warning("the notification endpoint takes anyone's POST: set --webhook-token or $%s",
+                        WEBHOOK_TOKEN_ENV)
+        server = await serve_webhook(indexer, args.webhook_host, args.webhook_port, args.webhook_token)
     await indexer.do(("crawl",))
     health.ready = True
     tasks = [asyncio.create_task(indexer.work_loop(stop)),

@@ -16,6 +16,7 @@ import msgspec
 from dockyard.schemas.events import NodeRegistered, NodeScore
 from dockyard.services.scheduler.plugins import (
     balanced_allocation,
+    image_locality,
     least_allocated,
     node_affinity,
     node_ports,
@@ -31,7 +32,7 @@ from dockyard.services.scheduler.snapshot import NodeInfo, PodRequest, Snapshot
 # Cheap, common rejections first: a node is counted under the first filter that rejects it.
 FILTERS: tuple[ModuleType, ...] = (node_ready, node_unschedulable, taint_toleration, node_selector,
                                    node_affinity, node_ports, node_resources_fit)
-SCORES: tuple[ModuleType, ...] = (least_allocated, balanced_allocation, pod_topology_spread)
+SCORES: tuple[ModuleType, ...] = (least_allocated, balanced_allocation, pod_topology_spread, image_locality)
 
 TOP_CANDIDATES = 3
 # Kubernetes' minFeasibleNodesToFind: below this many nodes every node is scored.

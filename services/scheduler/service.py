@@ -21,6 +21,7 @@ import msgspec
 
 from dockyard.eventlog import MAX_BATCH, EventLog, EventLogError, EventRecord, Metadata, parse_subject
 from dockyard.lease import Lease
+from dockyard.metrics import APPEND_RETRIES
 from dockyard.schemas.events import PodDeleted, PodStatusChanged, PodUpdated
 from dockyard.service import Health
 from dockyard.services.scheduler.binder import (
@@ -249,9 +250,11 @@ class Scheduler:
                 keys = [p.decision.pod.key for p in batch.placements]
                 self.cache.unassume(keys)
                 conflicts.extend(keys)
+            if result.conflict:
+                APPEND_RETRIES.inc()
             if result.error:
                 log.warning("a binding batch failed: %s", result.error)
-        SCHEDULE_ATTEMPTS.labels("conflict").inc(len(conflicts))
+        SCHEDULE_ATTEMPTS.labels("error").inc(len(conflicts))
         for (decision, _), seq in zip(unschedulable, reported):
             if isinstance(seq, int):
                 self.cache.written_pod[decision.pod.key] = seq

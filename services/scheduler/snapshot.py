@@ -56,6 +56,7 @@ class PodRequest(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     tolerations: tuple[Toleration, ...] = ()
     group: str = ""  # "namespace/deployment" of the replicas this pod spreads against; "" for none
     shape: bytes = b""  # equal for pods that every static filter treats alike
+    images: tuple[str, ...] = ()  # its containers' images, as `image_name` normalises them (image locality)
 
     @property
     def key(self) -> Key:
@@ -99,6 +100,7 @@ class NodeInfo(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     cpu_scored: int = 0
     memory_scored: int = 0
     seq: int = 0  # the last event on the node's subject this info reflects (its expected sequence)
+    images: Mapping[str, int] = {}  # every name of every image it holds (normalised) -> the image's bytes
 
     def with_pod(self, pod: PodRequest) -> NodeInfo:
         return msgspec.structs.replace(
@@ -139,6 +141,7 @@ class Snapshot(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     order: tuple[str, ...]  # node names in the order filters walk them (rotated per pod)
     replicas_on_node: Mapping[str, Mapping[str, int]] = {}  # group -> node -> replicas
     replicas_in_zone: Mapping[str, Mapping[str, int]] = {}  # group -> zone -> replicas
+    image_nodes: Mapping[str, int] = {}  # image name -> how many nodes hold it (image locality's spread)
     static_verdicts: dict = {}
 
     @classmethod
@@ -153,8 +156,12 @@ class Snapshot(msgspec.Struct, frozen=True, kw_only=True, gc=False):
                 node = by_name.get(node_name)
                 if node is not None and node.zone:
                     zones[node.zone] = zones.get(node.zone, 0) + count
+        image_nodes: dict[str, int] = {}
+        for node in by_name.values():
+            for name in node.images:
+                image_nodes[name] = image_nodes.get(name, 0) + 1
         return cls(nodes=by_name, order=tuple(by_name), replicas_on_node=on_node, replicas_in_zone=in_zone,
-                   static_verdicts={})
+                   image_nodes=image_nodes, static_verdicts={})
 
     def place(self, pod: PodRequest, node_name: str) -> Snapshot:
         """The snapshot after `pod` is placed on `node_name`."""
@@ -167,7 +174,7 @@ class Snapshot(msgspec.Struct, frozen=True, kw_only=True, gc=False):
             if node.zone:
                 in_zone = _incremented(in_zone, pod.group, node.zone)
         return Snapshot(nodes=nodes, order=self.order, replicas_on_node=on_node, replicas_in_zone=in_zone,
-                        static_verdicts=self.static_verdicts)
+                        image_nodes=self.image_nodes, static_verdicts=self.static_verdicts)
 
 
 def _incremented(table: Mapping[str, Mapping[str, int]], group: str, domain: str) -> dict:
@@ -177,6 +184,13 @@ def _incremented(table: Mapping[str, Mapping[str, int]], group: str, domain: str
 
 
 # ---------------------------------------------------------------- from manifests
+
+
+def image_name(reference: str) -> str:
+    """One spelling per image for matching pods to node images: a bare `repo` is `repo:latest`."""
+    if "@" in reference or ":" in reference.rpartition("/")[2]:
+        return reference
+    return f"{reference}:latest"
 
 
 def node_info(node: Node) -> NodeInfo:
@@ -194,6 +208,7 @@ def node_info(node: Node) -> NodeInfo:
         cpu_allocatable=_cpu(offer["cpu"]) if "cpu" in offer else 0,
         memory_allocatable=_memory(offer["memory"]) if "memory" in offer else 0,
         pods_allocatable=_count(offer["pods"]) if "pods" in offer else DEFAULT_MAX_PODS,
+        images={image_name(name): image.size_bytes for image in node.status.images for name in image.names},
     )
 
 
@@ -226,4 +241,4 @@ def pod_request(pod: Pod, group: str = "") -> PodRequest:
     return PodRequest(namespace=pod.metadata.namespace, name=pod.metadata.name, uid=pod.metadata.uid,
                       cpu_millis=cpu, memory_bytes=memory, host_ports=tuple(sorted(set(ports))),
                       node_selector=selector, affinity_terms=terms, tolerations=spec.tolerations,
-                      group=group, shape=shape)
+                      group=group, shape=shape, images=tuple(image_name(c.image) for c in spec.containers))

@@ -230,7 +230,7 @@ def test_projections_status_and_rebuild_from_the_cli(stack_env, tmp_path):
     status = ok(dockyard(stack_env, "projections", "status")).splitlines()
     assert status[0].split() == ["PROJECTION", "POSITION", "STREAM-LAST", "LAG"]
     rows = {line.split()[0]: line.split()[1:] for line in status[1:]}
-    assert set(rows) == {"deployments", "pods", "nodes", "commands", "image_tags", "registries"}
+    assert set(rows) == {"deployments", "pods", "nodes", "commands", "image_tags", "registries", "alerts"}
     assert rows["pods"][2] == "0"
 
     rebuilt = ok(dockyard(stack_env, "projections", "rebuild", "pods"))

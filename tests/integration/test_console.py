@@ -11,7 +11,8 @@ import pytest
 from dockyard.client import ApiClient
 from dockyard.tui.app import ConsoleApp
 from dockyard.tui.client import ConsoleClient
-from dockyard.tui.screens.confirm import ScaleScreen
+from dockyard.services.api.decide import RESTARTED_AT
+from dockyard.tui.screens.confirm import ConfirmScreen, ScaleScreen
 from dockyard.tui.screens.logs import LogScreen
 from dockyard.tui.screens.text import TextScreen
 
@@ -123,15 +124,116 @@ async def test_readonly_refuses_actions(platform, services):
     await apply(platform, deployment("web", 1))
     app = console(platform, readonly=True)
     async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: len(table_keys(app)) == 1, what="the pod row")
+        await pilot.press("ctrl+d")  # delete a pod
         await pilot.press("2")
         await wait_until(pilot, lambda: table_keys(app) == ["default/web"], what="the deployment row")
-        await pilot.press("s")
+        await pilot.press("s", "ctrl+d", "r", "z")  # scale, delete, rollout restart, rollout undo
+        await pilot.press("3")
+        await wait_until(pilot, lambda: len(table_keys(app)) == 1, what="the node row")
+        await pilot.press("c", "u", "D")  # cordon, uncordon, drain
         await pilot.pause(0.2)
-        assert not isinstance(app.screen, ScaleScreen)
-        assert any("refused" in n.message for n in app._notifications)
-        await pilot.press("3", "c")
-        await pilot.pause(0.2)
-        assert app.screen is app.screen_stack[0]
+        assert app.screen is app.screen_stack[0]  # no dialog ever opened
+        refusals = [n.message for n in app._notifications if "refused" in n.message]
+        assert [m.split(": ")[1] for m in refusals] == [
+            "delete refused", "scale refused", "delete refused", "restart refused", "undo refused",
+            "cordon refused", "uncordon refused", "drain refused"]
+        assert app.stores["Node"].objects[table_keys(app)[0]]["spec"].get("unschedulable") is not True
+
+
+async def confirm(pilot, app, key: str, yes: bool) -> None:
+    """Press an action's key; the dialog opens on Cancel: Enter alone cancels, Tab then Enter confirms."""
+    await pilot.press(key)
+    await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen), what=f"the dialog of {key}")
+    assert app.screen.focused.id == "cancel"
+    await pilot.press(*(("tab", "enter") if yes else ("enter",)))
+    await wait_until(pilot, lambda: not isinstance(app.screen, ConfirmScreen), what="the dialog closed")
+
+
+def select(app: ConsoleApp, key: str) -> None:
+    app.table.move_cursor(row=table_keys(app).index(key))
+
+
+def spec_of(app: ConsoleApp, kind: str, key: str) -> dict:
+    return app.stores[kind].objects.get(key, {}).get("spec") or {}
+
+
+REPLICAS = 4  # maxUnavailable 25% lets a drain evict one pod at a time
+
+
+async def test_actions_are_confirmed_and_cancel_is_the_default(platform, services):
+    services("hollow-nodes", "--count", "2", "--heartbeat-interval", "0.5")
+    await apply(platform, deployment("web", REPLICAS))
+    app = console(platform)
+    told = []  # every notification, kept (the app's own expire)
+    notify = app.notify
+    app.notify = lambda message, **kwargs: (told.append(message), notify(message, **kwargs))
+    async with app.run_test(size=SIZE) as pilot:
+        pods, deployments, nodes = app.stores["Pod"], app.stores["Deployment"], app.stores["Node"]
+        web_pods = lambda: sorted(k for k, o in pods.objects.items()  # noqa: E731
+                                  if k.startswith("default/web-") and (o.get("spec") or {}).get("nodeName"))
+        await wait_until(pilot, lambda: len(web_pods()) == REPLICAS and len(nodes.objects) == 2, what="bound pods")
+
+        # delete a pod: cancelled, then confirmed; the deployment replaces it
+        victim = web_pods()[0]
+        select(app, victim)
+        await confirm(pilot, app, "ctrl+d", yes=False)
+        await pilot.pause(0.5)
+        assert victim in pods.objects
+        await confirm(pilot, app, "ctrl+d", yes=True)
+        await wait_until(pilot, lambda: victim not in pods.objects, what="the pod deleted")
+        await wait_until(pilot, lambda: len(web_pods()) == REPLICAS, what="a replacement pod")
+
+        # rollout restart, then undo it
+        template = lambda: (spec_of(app, "Deployment", "default/web").get("template") or {})  # noqa: E731
+        restarted = lambda: RESTARTED_AT in ((template().get("metadata") or {}).get("annotations") or {})  # noqa: E731
+        await pilot.press("2")
+        await wait_until(pilot, lambda: table_keys(app) == ["default/web"], what="the deployment row")
+        await confirm(pilot, app, "r", yes=False)
+        await pilot.pause(0.5)
+        assert not restarted()
+        before = set(web_pods())
+        await confirm(pilot, app, "r", yes=True)
+        await wait_until(pilot, restarted, what="the restart recorded")
+        await wait_until(pilot, lambda: len(web_pods()) == REPLICAS and not set(web_pods()) & before, timeout=60,
+                         what="the pods replaced by the restart")
+        await confirm(pilot, app, "z", yes=False)
+        await pilot.pause(0.5)
+        assert restarted()
+        await confirm(pilot, app, "z", yes=True)
+        await wait_until(pilot, lambda: not restarted(), what="the rollback to revision 1")
+        await wait_until(pilot, lambda: "deployment/web: undo rolled back" in told, what="the undo's result told")
+
+        # cordon and uncordon a node
+        await pilot.press("3")
+        await wait_until(pilot, lambda: len(table_keys(app)) == 2, what="the node rows")
+        node = table_keys(app)[0]
+        select(app, node)
+        await confirm(pilot, app, "c", yes=False)
+        await pilot.pause(0.5)
+        assert not spec_of(app, "Node", node).get("unschedulable")
+        await confirm(pilot, app, "c", yes=True)
+        await wait_until(pilot, lambda: spec_of(app, "Node", node).get("unschedulable"), what="cordoned")
+        assert "SchedulingDisabled" in app.table.get_cell(node, "STATUS").plain
+        await confirm(pilot, app, "u", yes=True)
+        await wait_until(pilot, lambda: not spec_of(app, "Node", node).get("unschedulable"), what="uncordoned")
+
+        # drain: cordoned, its pods evicted (within maxUnavailable) and replaced on the other node
+        on_node = lambda name: [k for k, o in pods.objects.items()  # noqa: E731
+                                if (o.get("spec") or {}).get("nodeName") == name]
+        await wait_until(pilot, lambda: len(web_pods()) == REPLICAS, what="bound pods again")
+        busy = node if on_node(node) else table_keys(app)[1]
+        select(app, busy)
+        await confirm(pilot, app, "D", yes=False)
+        await pilot.pause(0.5)
+        assert not spec_of(app, "Node", busy).get("unschedulable")
+        await confirm(pilot, app, "D", yes=True)
+        await wait_until(pilot, lambda: spec_of(app, "Node", busy).get("unschedulable"), what="drain cordons")
+        # each eviction waits for the deployment to be whole again, as `dockyard drain` does
+        await wait_until(pilot, lambda: f"node/{busy} drained" in told, timeout=120, what="the drain's last line")
+        assert told.index(f"node/{busy} cordoned") < told.index(f"node/{busy} drained")
+        await wait_until(pilot, lambda: not on_node(busy) and len(web_pods()) == REPLICAS,
+                         what="its pods placed on the other node")
 
 
 async def test_follow_logs(platform, services, tmp_path):
@@ -151,3 +253,20 @@ async def test_follow_logs(platform, services, tmp_path):
                          what="log lines")
         seen = len(log.lines)
         await wait_until(pilot, lambda: len(log.lines) > seen, timeout=10, what="more lines, followed")
+
+        # search as less does: every match highlighted, n / N step between them
+        screen = app.screen
+        await wait_until(pilot, lambda: len(screen.lines) >= 3, what="three lines")
+        await pilot.press("slash", *"TICK [02]$", "enter")  # capitals: exact case, so nothing
+        assert screen.search.hits == []
+        await pilot.press("slash", *"tick [02]$", "enter")  # lower case matches either case
+        assert screen.search.hits == [0, 2] and screen.search.current == 0
+        assert "match 1 of 2" in str(screen.query_one("#log-title").render())
+        await pilot.press("n")
+        assert screen.search.current == 2 and not screen.follow  # a match on show stays on show
+        await pilot.press("N")
+        assert screen.search.current == 0
+        highlighted = [span for strip in log.lines for span in strip if "reverse" in str(span.style)]
+        assert [seg.text for seg in highlighted] == ["tick 0", "tick 2"]
+        await pilot.press("f")  # follow again
+        assert screen.follow

@@ -30,8 +30,10 @@ async def wait_for_event(eventlog, predicate, kind: str = "image", timeout: floa
 
 
 def start_indexer(services, registry, webhook_port: int, *extra: str):
+    """An indexer for `registry`, taking the notifications it sends (with its token) on `webhook_port`."""
+    token = ("--webhook-token", registry.webhook_token) if registry.webhook_token else ()
     return services("registry-indexer", "--registry", registry.url, "--insecure", "--webhook-port",
-                    str(webhook_port), "--probe-interval", "0.3", "--resync-interval", "3600", *extra)
+                    str(webhook_port), "--probe-interval", "0.3", "--resync-interval", "3600", *token, *extra)
 
 
 def of(type_name: str, tag: str = "", repository: str = REPO):
@@ -179,3 +181,116 @@ async def test_garbage_is_an_event_and_a_status_line_and_the_crawl_carries_on(st
         await asyncio.sleep(0.2)
     assert b"good" in listed.stdout and b"<invalid>" in listed.stdout
     assert listed.stderr.count(b"warning:") == 3, listed.stderr
+
+
+def notify(port: int, repository: str, tag: str, authorization: str = "") -> int:
+    """POST a push notification for `repository:tag` as a registry would; the HTTP status."""
+    import urllib.error
+    import urllib.request
+
+    body = json.dumps({"events": [{"action": "push", "target": {"repository": repository, "tag": tag}}]}).encode()
+    headers = {"Content-Type": "application/vnd.docker.distribution.events.v1+json"}
+    if authorization:
+        headers["Authorization"] = authorization
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/notify", data=body, headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+async def test_notifications_without_the_webhook_token_are_refused_and_ignored(services, eventlog, registry_factory,
+                                                                               test_images):
+    registry = registry_factory()  # no notifications of its own: the test posts them
+    webhook = free_port()
+    start_indexer(services, registry, webhook, "--webhook-token", "t0ken")
+    test_images.push("v1", registry, f"{REPO}:forged")
+    test_images.push("v1", registry, f"{REPO}:wrong")
+    test_images.push("v1", registry, f"{REPO}:signed")
+
+    assert notify(webhook, REPO, "forged") == 401
+    assert notify(webhook, REPO, "wrong", authorization="Bearer guess") == 401
+    assert notify(webhook, REPO, "signed", authorization="Bearer t0ken") == 200
+    await wait_for_event(eventlog, of("image.indexed.v1", "signed"))
+    # Work is done in arrival order, so had the refused ones been queued they would be indexed by now.
+    assert [e.tag for e in await image_events(eventlog)] == ["signed"]
+
+
+async def test_two_indexers_of_one_registry_record_each_change_once(nats_server, eventlog, registry_factory,
+                                                                    test_images):
+    from dockyard.eventlog import EventLog
+    from dockyard.services.registry_indexer.distribution import Registry
+    from dockyard.services.registry_indexer.service import Indexer, load_index
+
+    registry = registry_factory()
+    for tag in ("v1", "v2", "multi"):
+        test_images.push(tag, registry, f"{REPO}:{tag}")
+    test_images.push("v1", registry, "other:v1")
+
+    async def indexer() -> Indexer:
+        log_ = await EventLog.connect(nats_server.url)
+        client = Registry(registry.url, insecure=True)
+        return Indexer(log_, client, await load_index(log_, client.name))
+
+    async def crawl_together(indexers: list[Indexer]) -> None:
+        await asyncio.gather(*(i.do(("crawl",)) for i in indexers))
+
+    both = [await indexer(), await indexer()]  # both start from the same (empty) index: every append races
+    try:
+        await crawl_together(both)
+        indexed = await image_events(eventlog)
+        assert sorted((e.repository, e.tag) for e in indexed) == [
+            ("other", "v1"), (REPO, "multi"), (REPO, "v1"), (REPO, "v2")]
+
+        test_images.push("v2", registry, f"{REPO}:v1")  # both see the move: one records it
+        await crawl_together(both)
+        moved = [e for e in await image_events(eventlog) if e.type_name() == "image.tag_moved.v1"]
+        assert [(e.tag, e.digest) for e in moved] == [("v1", test_images.digest("v2"))]
+        assert both[0].index.tags == both[1].index.tags
+    finally:
+        for i in both:
+            await i.registry.close()
+            await i.log.close()
+
+
+def test_up_runs_the_indexer_for_the_registry_it_is_given(tmp_path, registry_factory, test_images):
+    from tests.integration.test_stack import dockyard as in_home
+
+    registry = registry_factory(users={"indexer": "s3cret"})
+    test_images.push("v1", registry, f"{REPO}:v1", creds="indexer:s3cret")
+    password = tmp_path / "password"
+    password.write_text("s3cret\n")
+    home = tmp_path / "home"
+    try:
+        started = in_home(home, "up", "--detach", "--no-local-node", "--registry", registry.url, "--registry-insecure",
+                          "--registry-username", "indexer", "--registry-password-file", str(password))
+        assert started.returncode == 0, started.stderr.decode() + started.stdout.decode()
+        deadline = time.monotonic() + 60
+        while True:  # indexed by the first crawl, then projected
+            listing = in_home(home, "images", "-o", "json")
+            images = json.loads(listing.stdout or b'{"images": []}')["images"] if listing.returncode == 0 else []
+            if images or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        assert [(i["repository"], i["tag"], i["digest"]) for i in images] == [(REPO, "v1", test_images.digest("v1"))]
+        status = in_home(home, "status").stdout.decode()
+        assert any(line.split()[:2] == ["registry-indexer", "healthy"] for line in status.splitlines()), status
+    finally:
+        in_home(home, "down")
+
+
+def test_up_refuses_registry_flags_that_cannot_work(tmp_path):
+    from tests.integration.test_stack import dockyard as in_home
+
+    home = tmp_path / "home"
+    for args, message in [
+        (("--registry-username", "u"), "--registry-username: needs --registry URL"),
+        (("--registry", "ftp://x"), "--registry: 'ftp://x' is not a registry URL"),
+        (("--registry", "x:5000", "--registry-password-file", str(tmp_path / "none")),
+         "--registry-password-file: "),
+    ]:
+        refused = in_home(home, "up", "--detach", *args)
+        assert refused.returncode == 1 and refused.stderr.decode().startswith(f"error: {message}"), refused.stderr
+        assert b"Traceback" not in refused.stderr
+    assert not (home / "stack.json").exists()

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import yaml
 
@@ -33,11 +34,24 @@ def test_two_stacks_run_side_by_side_and_keep_their_data(tmp_path):
         assert stacks[0]["database_url"] != stacks[1]["database_url"]
 
         status = dockyard(homes[0], "status")
+        # The node registered before `up` returned; the projector may take a moment to show it.
+        for _ in range(60):
+            if "1 ready of 1" in status.stdout.decode() or status.returncode != 0:
+                break
+            time.sleep(0.5)
+            status = dockyard(homes[0], "status")
         assert status.returncode == 0, status.stdout.decode()
         lines = status.stdout.decode().splitlines()
-        assert {line.split()[0]: line.split()[1] for line in lines[2:]} == {
+        components = lines[2:lines.index("")]
+        assert {line.split()[0]: line.split()[1] for line in components} == {
             "nats": "healthy", "postgres": "healthy", "api": "healthy", "projector": "healthy",
-            "scheduler": "healthy", "controller": "healthy", "node-agent": "healthy"}
+            "scheduler": "healthy", "controller": "healthy", "monitoring": "healthy", "node-agent": "healthy"}
+        assert all(line.split()[3].endswith("/metrics") for line in components[2:])
+        summary = dict(line.split(":", 1) for line in lines[lines.index("") + 1:])
+        assert summary["nodes"].strip() == "1 ready of 1"
+        assert summary["pods"].split(",")[0].split()[0] == "Pending"
+        assert summary["alerts"].strip() == "none firing"
+        assert summary["projections"].strip() == "caught up" or "events behind" in summary["projections"]
 
         manifest = yaml.safe_dump(deployment_manifest("only-in-one")).encode()
         applied = dockyard(homes[0], "apply", "-f", "-", stdin=manifest)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import msgspec
 import pytest
 
 from dockyard.eventlog import EventRecord, subject_for
-from dockyard.schemas.events import PodDeleted, PodStatusChanged
-from dockyard.schemas.manifests import PodStatus
+from dockyard.schemas.events import PodCreated, PodDeleted, PodStatusChanged
+from dockyard.schemas.manifests import Pod, PodStatus
 from dockyard.tui.rows import Query, ResourceRows
 from dockyard.tui.streams import RateMeter
 
@@ -111,3 +112,29 @@ def test_rate_meter_counts_a_window():
     meter.add(4.0, 50)
     assert meter.rate(4.0) == 20
     assert meter.rate(6.0) == 10
+
+
+def test_a_live_change_of_the_sort_column_moves_the_row():
+    rows = make_rows(make_pod("a", phase="Running"), make_pod("b", phase="Running"), make_pod("c", phase="Running"))
+    rows.sort_column = rows.headers.index("STATUS")
+    rows.refresh()
+    same = rows.refresh(rows.absorb([record(11, "b", PodStatusChanged(status=PodStatus(phase="Running")))]))
+    assert not same.reordered and not same.added  # its sort cell did not change: updated in place
+    moved = rows.refresh(rows.absorb([record(12, "c", PodStatusChanged(status=PodStatus(phase="Failed")))]))
+    assert rows.shown == ["default/c", "default/a", "default/b"] and moved.reordered
+
+
+def test_a_new_pod_lands_in_key_order():
+    rows = make_rows(make_pod("a"), make_pod("c"))
+    rows.refresh()
+    pod = msgspec.convert(make_pod("b"), Pod)
+    rows.refresh(rows.absorb([record(11, "b", PodCreated(pod=pod))]))
+    assert rows.shown == ["default/a", "default/b", "default/c"]
+
+
+def test_phases_are_counted_as_pods_change():
+    rows = make_rows(make_pod("a", phase="Pending"), make_pod("b"))
+    rows.absorb([record(11, "a", PodStatusChanged(status=PodStatus(phase="Running")))])
+    assert +rows.phases == {"Running": 2}
+    rows.absorb([record(12, "b", PodDeleted())])
+    assert +rows.phases == {"Running": 1}

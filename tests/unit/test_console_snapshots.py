@@ -9,6 +9,7 @@ import asyncio
 
 import pytest
 
+from dockyard.schemas.events import alert_fingerprint
 from dockyard.tui.app import ConsoleApp
 
 SIZES = {"wide": (120, 40), "small": (80, 24)}
@@ -33,6 +34,26 @@ def make_node(name: str) -> dict:
             "spec": {"capacity": {"cpu": "4", "memory": "8Gi", "pods": "110"}},
             "status": {"conditions": [{"type": "Ready", "status": "True"}]}}
 
+
+def make_image(repository: str, tag: str, digest: str, problem: str = "") -> dict:
+    platform = {"digest": digest, "os": "linux", "architecture": "amd64", "size": 2_150_000, "layers": 3}
+    return {"registry": "127.0.0.1:5000", "repository": repository, "tag": tag, "digest": digest,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json", "size": 2_150_000,
+            "platforms": [] if problem else [platform], "problem": problem, "updated": ""}
+
+
+def make_alert(name: str, severity: str, state: str, **labels: str) -> dict:
+    labels = {"alertname": name, "severity": severity, **labels}
+    return {"fingerprint": alert_fingerprint(labels), "alertname": name, "severity": severity, "state": state,
+            "labels": labels, "annotations": {"summary": f"{name} on {labels.get('node', 'the cluster')}"},
+            "value": 1.0, "active_since": "", "resolved_at": None}
+
+
+IMAGES = [make_image("library/busybox", "1.36", "sha256:" + "a" * 64),
+          make_image("library/busybox", "latest", "sha256:" + "a" * 64),
+          make_image("team/web", "v2", "", problem="manifest digest mismatch")]
+ALERTS = [make_alert("NodeNotReady", "critical", "firing", node="n1"),
+          make_alert("PodCrashLooping", "warning", "resolved", namespace="default", pod="web-1")]
 
 OBJECTS = {
     "Pod": [make_pod(f"web-{i}", "web", f"n{i % 2}") for i in range(3)] + [make_pod("db-0", "db", "n1", "Pending")],
@@ -62,6 +83,12 @@ class FixedClient:
     async def projection_lag(self):
         return 0
 
+    async def images(self):
+        return IMAGES
+
+    async def alerts(self):
+        return ALERTS
+
     async def close(self):
         pass
 
@@ -77,8 +104,11 @@ def console(readonly: bool = False) -> ConsoleApp:
 
 
 @pytest.mark.parametrize("size", SIZES, ids=list(SIZES))
-@pytest.mark.parametrize("keys", [(), ("2",), ("3",), ("3", "w"), ("slash", "w", "e", "b", "enter"), ("question_mark",)],
-                         ids=["pods", "deployments", "nodes", "nodes-wide", "pods-filtered", "help"])
+@pytest.mark.parametrize("keys", [(), ("2",), ("3",), ("3", "w"), ("slash", "w", "e", "b", "enter"), ("question_mark",),
+                                  ("6",), ("7",), ("colon", *"alerts", "enter", "slash", *"-l severity=critical",
+                                                   "enter")],
+                         ids=["pods", "deployments", "nodes", "nodes-wide", "pods-filtered", "help", "images",
+                              "alerts", "alerts-filtered"])
 def test_views(snap_compare, keys, size):
     async def loaded(pilot):
         await pilot.app.loaded.wait()

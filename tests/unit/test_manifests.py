@@ -466,15 +466,16 @@ def test_unsupported_kubernetes_fields_are_all_listed_in_one_error():
     document = make_deployment(api_version="apps/v1", progressDeadlineSeconds=600)
     document["metadata"]["ownerReferences"] = []
     pod_spec = document["spec"]["template"]["spec"]
-    pod_spec["volumes"] = [{"name": "data", "emptyDir": {}}]
+    pod_spec["volumes"] = [{"name": "data", "hostPath": {"path": "/data"}}]
     pod_spec["containers"][0]["securityContext"] = {"runAsNonRoot": True}
-    pod_spec["containers"][0]["volumeMounts"] = [{"name": "data", "mountPath": "/data"}]
+    pod_spec["containers"][0]["lifecycle"] = {"preStop": {"exec": {"command": ["true"]}}}
 
     errors = error_lines(document)
 
     assert errors == [
-        "unsupported fields: metadata.ownerReferences, spec.template.spec.containers[0].securityContext,"
-        " spec.template.spec.containers[0].volumeMounts, spec.template.spec.volumes, spec.progressDeadlineSeconds"
+        "unsupported fields: metadata.ownerReferences, spec.template.spec.containers[0].securityContext.runAsNonRoot,"
+        " spec.template.spec.containers[0].lifecycle, spec.template.spec.volumes[0].hostPath,"
+        " spec.progressDeadlineSeconds"
     ]
 
 

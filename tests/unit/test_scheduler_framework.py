@@ -53,7 +53,8 @@ def test_bound_decision_records_filters_and_top_three_candidates():
     assert decision.node == "n4"  # the most room left
     assert decision.filtered == {"NodeResourcesFit": 1, "TaintToleration": 1}
     assert [c.node for c in decision.candidates] == ["n4", "n3", "n2"]
-    assert set(decision.candidates[0].plugins) == {"LeastAllocated", "BalancedAllocation", "PodTopologySpread"}
+    assert set(decision.candidates[0].plugins) == {"LeastAllocated", "BalancedAllocation", "PodTopologySpread",
+                                                  "ImageLocality"}
     first = decision.candidates[0]
     assert first.score == pytest.approx(sum(first.plugins[p] * w for p, w in
                                             (("LeastAllocated", 1), ("BalancedAllocation", 1),

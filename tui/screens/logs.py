@@ -1,17 +1,29 @@
-"""A pod's log, followed live: lines arrive from a worker through the client layer."""
+"""A pod's log, followed live: lines arrive from a worker through the client layer; `/` searches them."""
 
 from __future__ import annotations
 
-from textual import work
+from rich.text import Text
+from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import ModalScreen
-from textual.widgets import Footer, RichLog, Static
+from textual.widgets import Footer, Input, RichLog, Static
+
+from dockyard.tui.logsearch import LogSearch
+
+TAIL = 200  # lines of history shown first; `a` shows the whole log
+MAX_LINES = 10_000
+MATCH_STYLE = "reverse"
 
 
 class LogScreen(ModalScreen[None]):
     BINDINGS = [
-        Binding("escape,q", "dismiss", "Back"),
+        Binding("escape,q", "back", "Back"),
+        Binding("slash", "search", "Search", key_display="/"),
+        Binding("n", "step(1)", "Next"),
+        Binding("N", "step(-1)", "Prev", key_display="N"),
+        Binding("f", "toggle_follow", "Follow"),
+        Binding("a", "toggle_tail", "All/tail"),
         Binding("t", "toggle_timestamps", "Timestamps"),
         Binding("w", "toggle_wrap", "Wrap"),
     ]
@@ -22,28 +34,142 @@ class LogScreen(ModalScreen[None]):
         self.namespace = namespace
         self.pod = pod
         self.timestamps = False
+        self.follow = True
+        self.tail: int | None = TAIL
+        self.lines: list[str] = []
+        self.rows: list[int] = []  # the log's first screen row of each line (lines wrap)
+        self.search: LogSearch | None = None
 
     def compose(self) -> ComposeResult:
-        yield Static(f"logs {self.namespace}/{self.pod} (following)", classes="page-title")
-        yield RichLog(id="log", wrap=False, markup=False, highlight=False, max_lines=10_000)
+        yield Static("", id="log-title", classes="page-title", markup=False)
+        yield RichLog(id="log", wrap=False, markup=False, highlight=False, max_lines=MAX_LINES)
+        yield Input(id="log-search", placeholder="search: text or regex (smart case); Enter, then n / N")
         yield Footer()
 
     def on_mount(self) -> None:
+        self.query_one("#log-search", Input).display = False
         self.follow_log()
+
+    @property
+    def log_view(self) -> RichLog:
+        return self.query_one("#log", RichLog)
+
+    def update_title(self) -> None:
+        parts = [f"logs {self.namespace}/{self.pod}", "following" if self.follow else "paused",
+                 f"tail {self.tail}" if self.tail else "all lines"]
+        if self.timestamps:
+            parts.append("timestamps")
+        if self.search is not None:
+            parts.append(self.search.position())
+        self.query_one("#log-title", Static).update("  ·  ".join(parts))
+
+    # ------------------------------------------------------------ lines
 
     @work(exclusive=True, exit_on_error=False)
     async def follow_log(self) -> None:
-        log = self.query_one(RichLog)
-        log.clear()
+        self.lines, self.rows = [], []
+        if self.search is not None:
+            self.search = LogSearch(self.search.pattern)
+        self.log_view.clear()
+        self.update_title()
         try:
-            await self.client.logs(self.namespace, self.pod, log.write, follow=True, timestamps=self.timestamps)
+            await self.client.logs(self.namespace, self.pod, self.add_line, follow=True, tail=self.tail,
+                                   timestamps=self.timestamps)
         except Exception as exc:  # never a traceback: say what went wrong in the pane
-            log.write(f"[logs unavailable: {exc}]")
+            self.log_view.write(f"[logs unavailable: {exc}]")
+
+    def add_line(self, line: str) -> None:
+        number = len(self.lines)
+        self.lines.append(line)
+        if self.search is not None and self.search.scan(number, line):
+            self.update_title()
+        self._draw(number)
+
+    def _draw(self, number: int) -> None:
+        log = self.log_view
+        self.rows.append(len(log.lines))
+        text = Text(self.lines[number], no_wrap=not log.wrap)
+        if self.search is not None:
+            for start, end in self.search.spans(self.lines[number]):
+                text.stylize(MATCH_STYLE, start, end)
+        log.write(text, scroll_end=self.follow)
+
+    def redraw(self) -> None:
+        """Draw every kept line again: a new search's highlights, or wrap toggled."""
+        log = self.log_view
+        log.clear()
+        self.rows = []
+        for number in range(len(self.lines)):
+            self._draw(number)
+
+    # ------------------------------------------------------------ search
+
+    def action_search(self) -> None:
+        box = self.query_one("#log-search", Input)
+        box.value = self.search.pattern if self.search else ""
+        box.display = True
+        box.focus()
+
+    def on_key(self, event) -> None:
+        box = self.query_one("#log-search", Input)
+        if box.has_focus and event.key == "escape":
+            box.display = False
+            self.log_view.focus()
+            event.stop()
+
+    @on(Input.Submitted, "#log-search")
+    def search_submitted(self, event: Input.Submitted) -> None:
+        box = self.query_one("#log-search", Input)
+        box.display = False
+        self.log_view.focus()
+        pattern = event.value
+        self.search = LogSearch(pattern) if pattern else None
+        if self.search is not None:
+            for number, line in enumerate(self.lines):
+                self.search.scan(number, line)
+        self.redraw()
+        if self.search is not None:
+            self.action_step(1)
+        self.update_title()
+
+    def action_step(self, direction: int) -> None:
+        if self.search is None:
+            return
+        top = self._top_line()
+        number = self.search.step(direction, top)
+        self.update_title()
+        if number is None:
+            return
+        self.follow = False  # a match on show stays on show while lines arrive
+        self.log_view.auto_scroll = False
+        row = self.rows[number] if number < len(self.rows) else number
+        self.log_view.scroll_to(y=row, animate=False)
+        self.update_title()
+
+    def _top_line(self) -> int:
+        top = round(self.log_view.scroll_y)
+        return max(0, next((n for n, row in enumerate(self.rows) if row >= top), 0))
+
+    # ------------------------------------------------------------ modes
+
+    def action_back(self) -> None:
+        self.dismiss()
+
+    def action_toggle_follow(self) -> None:
+        self.follow = not self.follow
+        self.log_view.auto_scroll = self.follow
+        if self.follow:
+            self.log_view.scroll_end(animate=False)
+        self.update_title()
+
+    def action_toggle_tail(self) -> None:
+        self.tail = None if self.tail else TAIL
+        self.follow_log()
 
     def action_toggle_timestamps(self) -> None:
         self.timestamps = not self.timestamps
         self.follow_log()
 
     def action_toggle_wrap(self) -> None:
-        log = self.query_one(RichLog)
-        log.wrap = not log.wrap
+        self.log_view.wrap = not self.log_view.wrap
+        self.redraw()

@@ -1,0 +1,72 @@
+"""`dockyard up --registry ...`: the registry an embedded stack indexes, checked, and the indexer's flags for it."""
+
+from __future__ import annotations
+
+import os
+import urllib.parse
+from pathlib import Path
+
+import msgspec
+
+
+class RegistryOptionError(ValueError):
+    """A `--registry*` flag that cannot work; the message names the flag and why."""
+
+
+class RegistryOptions(msgspec.Struct, frozen=True, kw_only=True):
+    url: str
+    username: str = ""
+    password_file: str = ""  # absolute: the indexer runs from another directory
+    insecure: bool = False
+    webhook_port: int = 0  # where the registry's notifications go (0: none, crawls and resyncs only)
+
+    @classmethod
+    def checked(cls, url: str, username: str = "", password_file: str = "", insecure: bool = False,
+                webhook_port: int = 0) -> RegistryOptions | None:
+        """The options from `up`'s flags; None without --registry. RegistryOptionError for what cannot work."""
+        if not url:
+            given = [flag for flag, value in (("--registry-username", username),
+                                               ("--registry-password-file", password_file),
+                                               ("--registry-insecure", insecure),
+                                               ("--registry-webhook-port", webhook_port)) if value]
+            if given:
+                raise RegistryOptionError(f"{given[0]}: needs --registry URL")
+            return None
+        parts = urllib.parse.urlsplit(url if "://" in url else f"//{url}")
+        if parts.scheme not in ("", "http", "https") or not parts.netloc:
+            raise RegistryOptionError(f"--registry: {url!r} is not a registry URL (http[s]://host[:port] or host:port)")
+        if password_file:
+            path = Path(password_file).expanduser().resolve()
+            if not path.is_file() or not os.access(path, os.R_OK):
+                raise RegistryOptionError(f"--registry-password-file: {password_file} is not a readable file")
+            password_file = str(path)
+        if not 0 <= webhook_port <= 65535:
+            raise RegistryOptionError(f"--registry-webhook-port: {webhook_port} is not a port (0-65535)")
+        return cls(url=url, username=username, password_file=password_file, insecure=insecure,
+                   webhook_port=webhook_port)
+
+    def indexer_arguments(self) -> list[str]:
+        """`dockyard run registry-indexer`'s flags (its webhook token comes from $DOCKYARD_WEBHOOK_TOKEN)."""
+        arguments = ["--registry", self.url]
+        if self.username:
+            arguments += ["--username", self.username]
+        if self.password_file:
+            arguments += ["--password-file", self.password_file]
+        if self.insecure:
+            arguments.append("--insecure")
+        if self.webhook_port:
+            arguments += ["--webhook-host", "0.0.0.0", "--webhook-port", str(self.webhook_port)]
+        return arguments
+
+    def up_arguments(self) -> list[str]:
+        """The same options as `dockyard up` flags (a detached `up` starts another `up`)."""
+        arguments = ["--registry", self.url]
+        if self.username:
+            arguments += ["--registry-username", self.username]
+        if self.password_file:
+            arguments += ["--registry-password-file", self.password_file]
+        if self.insecure:
+            arguments.append("--registry-insecure")
+        if self.webhook_port:
+            arguments += ["--registry-webhook-port", str(self.webhook_port)]
+        return arguments

@@ -1,0 +1,93 @@
+"""Usage arithmetic: two samples a window apart make a CPU rate; nodes sum their pods or measure the machine."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from dockyard.schemas.usage import NodeUsage, PodUsage
+from dockyard.services.node_agent.usage import (
+    UsageReporter,
+    UsageSample,
+    cpu_rate_millis,
+    machine_sample,
+    pod_requests,
+    process_group_sample,
+    synthetic_sample,
+    usage_share,
+)
+from tests.builders import make_pod
+
+
+@pytest.mark.parametrize(("before", "after", "window", "expected"), [
+    (None, UsageSample(5.0, 1), 5.0, 0),
+    (UsageSample(1.0, 1), UsageSample(2.0, 1), 4.0, 250),
+    (UsageSample(1.0, 1), UsageSample(9.0, 1), 4.0, 2000),
+    (UsageSample(9.0, 1), UsageSample(1.0, 1), 4.0, 0),
+    (UsageSample(1.0, 1), UsageSample(2.0, 1), 0.0, 0),
+], ids=["first-sample", "quarter-core", "two-cores", "restarted-counter", "no-window"])
+def test_cpu_rate(before, after, window, expected):
+    assert cpu_rate_millis(before, after, window) == expected
+
+
+def test_a_synthetic_sample_is_a_stable_share_of_the_requests():
+    share = usage_share("uid-1")
+    assert share == usage_share("uid-1") != usage_share("uid-2") and 0.25 <= share <= 0.9
+    one = synthetic_sample(share, 400, 64 << 20, 10.0)
+    rate = cpu_rate_millis(synthetic_sample(share, 400, 64 << 20, 5.0), one, 5.0)
+    assert rate == round(share * 400) and one.memory_bytes == int(share * (64 << 20))
+    assert synthetic_sample(share, 0, 0, 10.0).memory_bytes == int(share * (200 << 20))
+
+
+def test_pod_requests_sum_the_containers():
+    pod = make_pod(containers=[
+        {"name": "a", "image": "x", "resources": {"requests": {"cpu": "250m", "memory": "64Mi"}}},
+        {"name": "b", "image": "x", "resources": {"requests": {"cpu": "1"}}},
+        {"name": "c", "image": "x"},
+    ])
+    assert pod_requests(pod) == (1250, 64 << 20)
+
+
+def reporter(samples: list, machine=None) -> UsageReporter:
+    return UsageReporter(log_=None, nodes=["n1", "n2"], pod_samples=lambda: samples.pop(0),
+                         node_sample=(lambda: machine.pop(0)) if machine is not None else None)
+
+
+def test_a_hollow_node_is_the_sum_of_its_pods():
+    rounds = [
+        [("n1", "default", "a", "u1", UsageSample(1.0, 10)), ("n1", "default", "b", "u2", UsageSample(0.0, 5)),
+         ("n2", "default", "c", "u3", None)],
+        [("n1", "default", "a", "u1", UsageSample(3.0, 20)), ("n1", "default", "b", "u2", UsageSample(0.5, 5)),
+         ("elsewhere", "default", "d", "u4", UsageSample(9.0, 9))],
+    ]
+    usage = reporter(rounds)
+    first = usage.sample(100.0, "t1")
+    assert [(u.node, u.cpu_millis, u.memory_bytes, len(u.pods)) for u in first] == [("n1", 0, 15, 2), ("n2", 0, 0, 0)]
+    n1, n2 = usage.sample(102.0, "t2")
+    assert n1 == NodeUsage(node="n1", timestamp="t2", window_seconds=2.0, cpu_millis=1250, memory_bytes=25,
+                           pods=(PodUsage(namespace="default", name="a", cpu_millis=1000, memory_bytes=20),
+                                 PodUsage(namespace="default", name="b", cpu_millis=250, memory_bytes=5)))
+    assert n2 == NodeUsage(node="n2", timestamp="t2", window_seconds=2.0)
+
+
+def test_a_measured_machine_is_the_node():
+    usage = reporter([[], [("n1", "default", "a", "u1", UsageSample(1.0, 10))]],
+                     machine=[UsageSample(100.0, 1000), UsageSample(103.0, 2000)])
+    usage.sample(0.0, "t1")
+    n1, _ = usage.sample(2.0, "t2")
+    assert (n1.cpu_millis, n1.memory_bytes, n1.pods[0].cpu_millis) == (1500, 2000, 0)
+
+
+def test_this_process_group_is_measured_from_proc():
+    sample = process_group_sample(os.getpgrp())
+    assert sample is not None and sample.cpu_seconds > 0 and sample.memory_bytes > 1 << 20
+    assert process_group_sample(2 ** 22 + 7) is None
+
+
+def test_the_machine_from_proc_stat_and_meminfo(tmp_path):
+    (tmp_path / "stat").write_text("cpu  100 10 50 1000 20 5 5 10 0 0\ncpu0 1 2 3 4 5 6 7 8 0 0\n")
+    (tmp_path / "meminfo").write_text("MemTotal:       8000 kB\nMemFree:        1000 kB\nMemAvailable:   3000 kB\n")
+    sample = machine_sample(str(tmp_path))
+    ticks = os.sysconf("SC_CLK_TCK")
+    assert sample == UsageSample(cpu_seconds=180 / ticks, memory_bytes=5000 * 1024)
