@@ -58,6 +58,13 @@ ROW_ACTIONS: dict[str, tuple[set[str], bool]] = {
 }
 
 
+EMPTY = {  # what an empty view means, and what would fill it
+    "Image": "no images indexed: `dockyard up --registry URL` runs the registry indexer",
+    "Alert": "no alerts have fired",
+    "Pod": "no pods: `dockyard apply -f FILE` a deployment",
+    "Deployment": "no deployments: `dockyard apply -f FILE`",
+    "Node": "no nodes have registered",
+}
 DETAILS = {  # what a confirmation adds to its question
     "drain": "\n(cordon it, then evict its pods, keeping each deployment within its maxUnavailable)",
     "restart": "\n(replace its pods, a rolling update)",
@@ -68,6 +75,7 @@ DETAILS = {  # what a confirmation adds to its question
 class ConsoleApp(App[None]):
     CSS_PATH = "dockyard.tcss"
     TITLE = "dockyard console"
+    ENABLE_COMMAND_PALETTE = False  # `:` is the command mode; the footer's room goes to the view's keys
 
     BINDINGS = [
         Binding("colon", "prompt('command')", "Cmd", key_display=":"),
@@ -118,6 +126,7 @@ class ConsoleApp(App[None]):
         self.command_history: list[str] = []
         self.history_index = 0
         self.rate = RateMeter()
+        self.live_after = 0
         self.lag: int | None = None
         self.connected = False
         self.loaded = asyncio.Event()
@@ -138,6 +147,7 @@ class ConsoleApp(App[None]):
         self.show_view("pods")
         self.connect_and_follow()
         self.set_interval(5.0, self.refresh_lag)
+        self.set_interval(1.0, self.update_dashboard)  # the events/s figure falls when events stop
         self.set_interval(AGE_REFRESH, self.refresh_ages)
 
     @property
@@ -216,11 +226,15 @@ class ConsoleApp(App[None]):
         self.update_dashboard()
         gc.freeze()  # the listed objects live on: keep the collector from walking 100,000 pods on a key press
         self.loaded.set()
+        self.refresh_lag()  # now, not in 5 s
 
     async def _load_records(self, store: RecordRows, last_seq: int) -> None:
         """Read a read model that is not an API kind; alerts then fold the log's newest events again."""
         store.position = max(0, last_seq - 200)  # folding an alert event twice is harmless
-        store.load(await (self.client.alerts() if store.kind == "Alert" else self.client.images()))
+        try:
+            store.load(await (self.client.alerts() if store.kind == "Alert" else self.client.images()))
+        except Exception as exc:  # the database is down or behind: the rest of the console still works
+            self.notify(f"{store.kind.lower()}s unavailable: {exc}"[:200], severity="warning")
 
     @work(exclusive=True, group="images", exit_on_error=False)
     async def reload_images(self) -> None:
@@ -238,6 +252,7 @@ class ConsoleApp(App[None]):
     async def _follow(self) -> None:
         """Read the log live into a queue; fold what has gathered every MERGE_WINDOW into one change."""
         last = await self.client.last_seq()
+        self.live_after = last  # what is read up to here fills the events view, not the events/s figure
         start = min([s.position for s in self.stores.values()] + [max(0, last - 200)]) + 1
         queue: asyncio.Queue[EventRecord] = asyncio.Queue()
 
@@ -283,7 +298,7 @@ class ConsoleApp(App[None]):
                 changed = keys
         if "image" in by_kind:
             self.reload_images()
-        self.rate.add(time.monotonic(), len(batch))
+        self.rate.add(time.monotonic(), sum(1 for record in batch if record.seq > self.live_after))
         if self.store is not None:
             if changed:
                 self.render_view(changed=changed)
@@ -330,6 +345,8 @@ class ConsoleApp(App[None]):
                 if store.sort_column is not None else ""
             text = f"{self.view}{namespace} {span} of {store.matching}" + \
                 (f"  filter: {filt}" if filt else "") + sort
+            if not store.objects and self.loaded.is_set():
+                text += f"  ({EMPTY[store.kind]})"
         self.query_one("#status", Static).update(text + mode)
 
     def render_view(self, full: bool = False, changed: set[str] | None = None) -> None:
@@ -413,6 +430,8 @@ class ConsoleApp(App[None]):
         self.table.focus()
 
     def on_key(self, event) -> None:
+        if self.screen is not self.screen_stack[0]:  # a dialog or a page handles its own keys
+            return
         prompt = self.query_one("#prompt", Input)
         if not prompt.has_focus:
             return

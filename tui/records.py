@@ -41,11 +41,7 @@ class RecordRows(ResourceRows):
         return {}
 
     def _set(self, key: Key, obj: Obj) -> None:
-        cells = self.row_cells(obj)
-        self.objects[key] = obj
-        self.cells[key] = cells
-        self.lines[key] = " ".join(cells).lower()
-        self.label_sets[key] = self.row_labels(obj)
+        self._store(key, obj, self.row_cells(obj), self.row_labels(obj))
 
     def load(self, objects: Iterable[Obj], position: int = 0) -> None:
         for obj in objects:

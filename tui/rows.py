@@ -111,13 +111,17 @@ class ResourceRows:
 
     def _set(self, key: Key, obj: Obj) -> None:
         _, rows = printers.table_rows(self.kind, [obj], self.wide, all_namespaces=self.namespaced)
-        self._note_order(key, rows[0])
+        self._store(key, obj, rows[0], (obj.get("metadata") or {}).get("labels") or {})
+
+    def _store(self, key: Key, obj: Obj, cells: list[str], labels: dict[str, str]) -> None:
+        """Keep one object's row, and what follows from it: the order on show, the phase counts."""
+        self._note_order(key, cells)
         self._count(self.objects.get(key), -1)
         self._count(obj, 1)
         self.objects[key] = obj
-        self.cells[key] = rows[0]
-        self.lines[key] = " ".join(rows[0]).lower()
-        self.label_sets[key] = (obj.get("metadata") or {}).get("labels") or {}
+        self.cells[key] = cells
+        self.lines[key] = " ".join(cells).lower()
+        self.label_sets[key] = labels
 
     def load(self, objects: Iterable[Obj], position: int) -> None:
         for obj in objects:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from dockyard.services.monitoring.health import ClusterHealth
+from dockyard.services.monitoring.health import ClusterHealth, PodHealth
 
 PHASES = ("Pending", "Running", "Succeeded", "Failed", "Unknown")
 CONDITION_STATUSES = (("true", "True"), ("false", "False"), ("unknown", "Unknown"))
@@ -30,9 +30,15 @@ class Family:
     label_names: tuple[str, ...]
     rows: list[Row]
     metric: str = ""
+    text: list[str] | None = None  # its lines already rendered (pods': see PodLines), instead of rows
 
     def __post_init__(self) -> None:
         self.metric = self.metric or self.name
+
+    def template(self) -> str:
+        """The %-template of one row: the label values, then the value."""
+        labels = ",".join(f'{label}="%s"' for label in self.label_names)
+        return f"{self.name}{{{labels}}} %s\n" if labels else f"{self.name} %s\n"
 
 
 def _status_rows(key: tuple[str, ...], status: str) -> list[Row]:
@@ -60,18 +66,59 @@ def node_families(health: ClusterHealth) -> list[Family]:
     ]
 
 
-def pod_families(health: ClusterHealth) -> list[Family]:
+def pod_rows(pod: PodHealth) -> tuple[list[Row], list[Row]]:
+    """One pod's rows of the phase family and of the restarts family."""
+    namespace, name, current = pod.namespace, pod.name, pod.phase
+    return ([(namespace, name, phase, 1 if current == phase else 0) for phase in PHASES],
+            [(namespace, name, container, count) for container, count in pod.container_restarts])
+
+
+def _pod_phase(rows: list[Row], text: list[str] | None = None) -> Family:
+    return Family("dockyard_pod_status_phase", "gauge", "The pod's phase, one series per phase.",
+                  ("namespace", "pod", "phase"), rows, text=text)
+
+
+def _pod_restarts(rows: list[Row], text: list[str] | None = None) -> Family:
+    return Family("dockyard_pod_container_status_restarts_total", "counter", "Restarts of the pod's container.",
+                  ("namespace", "pod", "container"), rows, text=text)
+
+
+class PodLines:
+    """Each pod's rendered lines, kept while its PodHealth is the same object.
+
+    Most of the text is pods', and between two scrapes few pods change: their PodHealth is rebuilt
+    (see snapshot.PodHealthCache), the others' lines are reused.
+    """
+
+    def __init__(self) -> None:
+        self._by_pod: dict[tuple[str, str], tuple[PodHealth, str, str]] = {}
+
+    def families(self, pods: Iterable[PodHealth]) -> list[Family]:
+        phase_template, restarts_template = _pod_phase([]).template(), _pod_restarts([]).template()
+        fresh, phases, restarts = {}, [], []
+        for pod in pods:
+            key = (pod.namespace, pod.name)
+            lines = self._by_pod.get(key)
+            if lines is None or lines[0] is not pod:
+                phase_rows, restart_rows = pod_rows(pod)
+                lines = (pod, "".join([phase_template % row for row in phase_rows]),
+                         "".join([restarts_template % row for row in restart_rows]))
+            fresh[key] = lines
+            phases.append(lines[1])
+            restarts.append(lines[2])
+        self._by_pod = fresh
+        return [_pod_phase([], phases), _pod_restarts([], restarts)]
+
+
+def pod_families(health: ClusterHealth, lines: PodLines | None = None) -> list[Family]:
+    if lines is not None:
+        return lines.families(health.pods)
     phases, restarts = [], []
     for pod in health.pods:
-        namespace, name, current = pod.namespace, pod.name, pod.phase
-        phases += [(namespace, name, phase, 1 if current == phase else 0) for phase in PHASES]
-        restarts += [(namespace, name, container, count) for container, count in pod.container_restarts]
-    return [
-        Family("dockyard_pod_status_phase", "gauge", "The pod's phase, one series per phase.",
-               ("namespace", "pod", "phase"), phases),
-        Family("dockyard_pod_container_status_restarts_total", "counter", "Restarts of the pod's container.",
-               ("namespace", "pod", "container"), restarts),
-    ]
+        phase_rows, restart_rows = pod_rows(pod)
+        phases += phase_rows
+        restarts += restart_rows
+    return [_pod_phase(phases), _pod_restarts(restarts)]
 
 
 def deployment_families(health: ClusterHealth) -> list[Family]:
@@ -126,9 +173,9 @@ def health_families(health: ClusterHealth) -> list[Family]:
     ]
 
 
-def cluster_families(health: ClusterHealth) -> list[Family]:
-    """Every cluster-state family, in a stable order."""
-    return [*node_families(health), *pod_families(health), *deployment_families(health),
+def cluster_families(health: ClusterHealth, pod_lines: PodLines | None = None) -> list[Family]:
+    """Every cluster-state family, in a stable order; with `pod_lines`, pods' come rendered (for `render`)."""
+    return [*node_families(health), *pod_families(health, pod_lines), *deployment_families(health),
             *scheduler_families(health), *health_families(health)]
 
 
@@ -141,7 +188,7 @@ def _escape(value: str) -> str:
     return value
 
 
-CHUNK_ROWS = 20_000  # rows formatted at once: bounds the lines held before they become bytes
+CHUNK_ROWS = 20_000  # rows (or pods' lines) joined at once: bounds the text held before it becomes bytes
 
 
 def render(families: Iterable[Family]) -> list[bytes]:
@@ -152,9 +199,11 @@ def render(families: Iterable[Family]) -> list[bytes]:
         if family.metric != described:
             chunks.append(f"# HELP {family.metric} {family.help}\n# TYPE {family.metric} {family.kind}\n".encode())
             described = family.metric
-        labels = ",".join(f'{label}="%s"' for label in family.label_names)
-        template = f"{family.name}{{{labels}}} %s\n" if labels else f"{family.name} %s\n"
-        rows = family.rows
+        if family.text is not None:
+            text = family.text
+            chunks += ["".join(text[start:start + CHUNK_ROWS]).encode() for start in range(0, len(text), CHUNK_ROWS)]
+            continue
+        template, rows = family.template(), family.rows
         for start in range(0, len(rows), CHUNK_ROWS):
             chunks.append("".join([template % row for row in rows[start:start + CHUNK_ROWS]]).encode())
     return chunks

@@ -32,10 +32,10 @@ from dockyard.schemas.events import AlertFired, AlertResolved
 from dockyard.service import EXTRA_METRICS, Health
 from dockyard.services.monitoring.alertmanager import Alertmanager, Notice
 from dockyard.services.monitoring.builtin import Thresholds, builtin_rules
-from dockyard.services.monitoring.exposition import cluster_families, render
+from dockyard.services.monitoring.exposition import PodLines, cluster_families, render
 from dockyard.services.monitoring.health import ClusterHealth, ConsumerHealth
 from dockyard.services.monitoring.rules import Alert, Rule, adopt, evaluate, firing
-from dockyard.services.monitoring.snapshot import cluster_health
+from dockyard.services.monitoring.snapshot import PodHealthCache, cluster_health
 from dockyard.services.monitoring.tally import LogTally, parse_time, rfc3339
 from dockyard.services.monitoring.userrules import RuleFile
 from dockyard.services.monitoring.view import SlimView
@@ -121,6 +121,8 @@ class Monitor:
     heartbeats: dict[str, float] = field(default_factory=dict)  # node -> time.time() its heartbeat arrived
     watching_since: dt.datetime | None = None  # set once the heartbeats are watched
     loop: asyncio.AbstractEventLoop | None = None
+    pods_cache: PodHealthCache = field(default_factory=PodHealthCache)
+    pod_lines: PodLines = field(default_factory=PodLines)
     _generation: int = 0  # bumped when anything but the view changes what the metrics say
     _health: tuple[tuple, ClusterHealth] | None = None
     _text: tuple[tuple, list[bytes]] | None = None
@@ -213,7 +215,7 @@ class Monitor:
             counts: dict[tuple[str, str], int] = {}
             for fired in self.firing_in_log().values():
                 counts[(fired.alertname, fired.severity)] = counts.get((fired.alertname, fired.severity), 0) + 1
-            self._health = (key, cluster_health(self.view, self.tally, self.consumers, counts))
+            self._health = (key, cluster_health(self.view, self.tally, self.consumers, counts, self.pods_cache))
         return self._health[1]
 
     async def metrics_text_async(self) -> list[bytes]:
@@ -221,7 +223,7 @@ class Monitor:
         key = (self.view.position, self._generation)
         if self._text is None or self._text[0] != key:
             self._text = None  # let the old text go before the new one is built: 30 MB at 50,000 pods
-            self._text = (key, render(cluster_families(health)))
+            self._text = (key, render(cluster_families(health, self.pod_lines)))
         return self._text[1]
 
     def metrics_text(self) -> list[bytes]:

@@ -59,10 +59,30 @@ def allocated_by_node(view: ClusterView) -> dict[str, tuple[int, int]]:
     return allocated
 
 
+class PodHealthCache:
+    """Each pod's PodHealth, rebuilt only for pods the log changed.
+
+    The view replaces a pod's object on every event about it (and the tally's restart times
+    change only with such an event), so an unchanged object means an unchanged PodHealth.
+    """
+
+    def __init__(self) -> None:
+        self._by_pod: dict[tuple[str, str], tuple[Pod, PodHealth]] = {}
+
+    def of(self, view: ClusterView, tally: LogTally) -> tuple[PodHealth, ...]:
+        fresh = {}
+        for key, pod in view.pods.items():
+            known = self._by_pod.get(key)
+            fresh[key] = known if known is not None and known[0] is pod else (pod, pod_health(pod, tally))
+        self._by_pod = fresh
+        return tuple(health for _, health in fresh.values())
+
+
 def cluster_health(view: ClusterView, tally: LogTally, consumers: tuple[ConsumerHealth, ...],
-                   alerts_firing: Mapping[tuple[str, str], int]) -> ClusterHealth:
+                   alerts_firing: Mapping[tuple[str, str], int],
+                   pods_cache: PodHealthCache | None = None) -> ClusterHealth:
     allocated = allocated_by_node(view)
-    pods = tuple(pod_health(pod, tally) for pod in view.pods.values())
+    pods = pods_cache.of(view, tally) if pods_cache else tuple(pod_health(pod, tally) for pod in view.pods.values())
     pending = sum(1 for pod in pods if pod.phase == "Pending" and not pod.node)
     lag = {c.name[len(PROJECTOR_PREFIX):]: c.pending + c.ack_pending
            for c in consumers if c.name.startswith(PROJECTOR_PREFIX)}

@@ -229,6 +229,10 @@ class RuncPod(ProcessPod):
 
     def _runner(self, container: Container, previous: ContainerStatus | None,
                 record: ContainerRecord | None) -> ContainerRunner:
+        # A container with no image is a host process, as under the process driver (Nomad's raw_exec
+        # beside its docker driver): the same manifests run on every node, with or without runc.
+        if not container.image:
+            return super()._runner(container, previous, record)
         return RuncContainer(self, container, previous, record)
 
     async def stop(self) -> None:

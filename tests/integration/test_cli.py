@@ -114,9 +114,9 @@ BAD_MANIFESTS = {
         {"apiVersion": "apps/v1", **{k: v for k, v in deployment_manifest().items() if k != "apiVersion"},
          "spec": {**deployment_manifest()["spec"], "template": {
              "metadata": {"labels": {"app": "web"}},
-             "spec": {"volumes": [{"name": "v"}], "containers": [{"name": "web", "image": "nginx",
-                                                                  "securityContext": {}}]}}}},
-        "spec.template.spec.volumes",
+             "spec": {"volumes": [{"name": "v", "hostPath": {"path": "/data"}}],
+                      "containers": [{"name": "web", "image": "nginx", "lifecycle": {}}]}}}},
+        "spec.template.spec.volumes[0].hostPath",
     ),
     "bad-quantity": (deployment_manifest(cpu="lots"),
                      'spec.template.spec.containers[0].resources.requests.cpu: "lots" is not a quantity'),
@@ -133,8 +133,8 @@ def test_bad_manifest_is_refused_with_the_field_named(stack_env, tmp_path, case)
 def test_unsupported_kubernetes_fields_are_all_listed(stack_env, tmp_path):
     document, _ = BAD_MANIFESTS["unsupported-kubernetes-fields"]
     stderr = refused(dockyard(stack_env, "apply", "-f", write(tmp_path, "k8s.yaml", document)))
-    assert "spec.template.spec.volumes" in stderr
-    assert "spec.template.spec.containers[0].securityContext" in stderr
+    assert "spec.template.spec.volumes[0].hostPath" in stderr
+    assert "spec.template.spec.containers[0].lifecycle" in stderr
 
 
 @pytest.mark.parametrize(

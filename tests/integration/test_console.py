@@ -9,6 +9,7 @@ import time
 import pytest
 
 from dockyard.client import ApiClient
+from dockyard.eventlog import subject_for
 from dockyard.tui.app import ConsoleApp
 from dockyard.tui.client import ConsoleClient
 from dockyard.services.api.decide import RESTARTED_AT
@@ -31,7 +32,9 @@ def deployment(name: str = "web", replicas: int = 2, command: list[str] | None =
 async def wait_until(pilot, predicate, timeout: float = 30, what: str = "condition"):
     deadline = time.monotonic() + timeout
     while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        if time.monotonic() > deadline:
+            notes = getattr(pilot.app, "told", None) or [n.message for n in pilot.app._notifications]
+            raise AssertionError(f"timed out waiting for {what} (notifications: {notes})")
         await pilot.pause(0.1)
 
 
@@ -165,7 +168,7 @@ async def test_actions_are_confirmed_and_cancel_is_the_default(platform, service
     services("hollow-nodes", "--count", "2", "--heartbeat-interval", "0.5")
     await apply(platform, deployment("web", REPLICAS))
     app = console(platform)
-    told = []  # every notification, kept (the app's own expire)
+    told = app.told = []  # every notification, kept (the app's own expire)
     notify = app.notify
     app.notify = lambda message, **kwargs: (told.append(message), notify(message, **kwargs))
     async with app.run_test(size=SIZE) as pilot:
@@ -181,6 +184,7 @@ async def test_actions_are_confirmed_and_cancel_is_the_default(platform, service
         await pilot.pause(0.5)
         assert victim in pods.objects
         await confirm(pilot, app, "ctrl+d", yes=True)
+        await wait_until(pilot, lambda: f"pod/{victim.split('/')[1]}: delete deleted" in told, what="the delete's result")
         await wait_until(pilot, lambda: victim not in pods.objects, what="the pod deleted")
         await wait_until(pilot, lambda: len(web_pods()) == REPLICAS, what="a replacement pod")
 
@@ -194,6 +198,7 @@ async def test_actions_are_confirmed_and_cancel_is_the_default(platform, service
         assert not restarted()
         before = set(web_pods())
         await confirm(pilot, app, "r", yes=True)
+        await wait_until(pilot, lambda: "deployment/web: restart restarted" in told, what="the restart's result")
         await wait_until(pilot, restarted, what="the restart recorded")
         await wait_until(pilot, lambda: len(web_pods()) == REPLICAS and not set(web_pods()) & before, timeout=60,
                          what="the pods replaced by the restart")
@@ -201,21 +206,23 @@ async def test_actions_are_confirmed_and_cancel_is_the_default(platform, service
         await pilot.pause(0.5)
         assert restarted()
         await confirm(pilot, app, "z", yes=True)
+        await wait_until(pilot, lambda: "deployment/web: undo rolled back" in told, what="the undo's result")
         await wait_until(pilot, lambda: not restarted(), what="the rollback to revision 1")
-        await wait_until(pilot, lambda: "deployment/web: undo rolled back" in told, what="the undo's result told")
 
         # cordon and uncordon a node
         await pilot.press("3")
         await wait_until(pilot, lambda: len(table_keys(app)) == 2, what="the node rows")
-        node = table_keys(app)[0]
+        node = table_keys(app)[0]  # "/NAME": nodes have no namespace
         select(app, node)
         await confirm(pilot, app, "c", yes=False)
         await pilot.pause(0.5)
         assert not spec_of(app, "Node", node).get("unschedulable")
         await confirm(pilot, app, "c", yes=True)
+        await wait_until(pilot, lambda: f"node/{node[1:]}: cordon cordoned" in told, what="the cordon's result")
         await wait_until(pilot, lambda: spec_of(app, "Node", node).get("unschedulable"), what="cordoned")
         assert "SchedulingDisabled" in app.table.get_cell(node, "STATUS").plain
         await confirm(pilot, app, "u", yes=True)
+        await wait_until(pilot, lambda: f"node/{node[1:]}: uncordon uncordoned" in told, what="the uncordon's result")
         await wait_until(pilot, lambda: not spec_of(app, "Node", node).get("unschedulable"), what="uncordoned")
 
         # drain: cordoned, its pods evicted (within maxUnavailable) and replaced on the other node
@@ -230,8 +237,8 @@ async def test_actions_are_confirmed_and_cancel_is_the_default(platform, service
         await confirm(pilot, app, "D", yes=True)
         await wait_until(pilot, lambda: spec_of(app, "Node", busy).get("unschedulable"), what="drain cordons")
         # each eviction waits for the deployment to be whole again, as `dockyard drain` does
-        await wait_until(pilot, lambda: f"node/{busy} drained" in told, timeout=120, what="the drain's last line")
-        assert told.index(f"node/{busy} cordoned") < told.index(f"node/{busy} drained")
+        await wait_until(pilot, lambda: f"node/{busy[1:]} drained" in told, timeout=120, what="the drain's last line")
+        assert told.index(f"node/{busy[1:]} cordoned") < told.index(f"node/{busy[1:]} drained")
         await wait_until(pilot, lambda: not on_node(busy) and len(web_pods()) == REPLICAS,
                          what="its pods placed on the other node")
 
@@ -270,3 +277,50 @@ async def test_follow_logs(platform, services, tmp_path):
         assert [seg.text for seg in highlighted] == ["tick 0", "tick 2"]
         await pilot.press("f")  # follow again
         assert screen.follow
+
+
+async def test_images_and_alerts_views_from_the_read_models(eventlog, platform):
+    """Image events reach the view through the projector's `image_tags`; alerts come from the `alerts`
+    table at start and then live from the log (fired, then resolved)."""
+    from dockyard.schemas.events import AlertFired, AlertResolved, ImageIndexed, ImagePlatform, alert_fingerprint
+    from dockyard.services.registry_indexer.index import image_subject
+
+    labels = {"alertname": "NodeNotReady", "severity": "critical", "node": "n1"}
+    fingerprint = alert_fingerprint(labels)
+    await eventlog.append(subject_for("alert", "", fingerprint), AlertFired(
+        alertname="NodeNotReady", severity="critical", labels=labels, annotations={"summary": "n1 is not ready"},
+        active_since="2026-01-01T00:00:00Z", value=1.0))
+    client = await ConsoleClient.connect(*platform)
+    try:
+        deadline = time.monotonic() + 30
+        while not await client.alerts():  # the projector has written the row
+            assert time.monotonic() < deadline, "the alerts row never appeared"
+            await asyncio.sleep(0.2)
+        assert [(a["alertname"], a["state"], a["active_since"]) for a in await client.alerts()] == \
+            [("NodeNotReady", "firing", "2026-01-01T00:00:00Z")]
+    finally:
+        await client.close()
+
+    app = console(platform)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("7")
+        await wait_until(pilot, lambda: table_keys(app) == [fingerprint], what="the firing alert's row")
+        assert app.table.get_cell(fingerprint, "STATE").plain == "firing"
+        assert "Alerts 1 firing" in str(app.query_one("#dashboard").render())
+        await eventlog.append(subject_for("alert", "", fingerprint),
+                              AlertResolved(alertname="NodeNotReady", labels=labels, resolved_at="2026-01-01T00:05:00Z"))
+        await wait_until(pilot, lambda: app.table.get_cell(fingerprint, "STATE").plain == "resolved",
+                         what="the alert resolved, live")
+
+        await pilot.press("6")
+        digest = "sha256:" + "d" * 64
+        await eventlog.append(image_subject("127.0.0.1:5000", "team/web"), ImageIndexed(
+            registry="127.0.0.1:5000", repository="team/web", tag="v1", digest=digest,
+            media_type="application/vnd.oci.image.manifest.v1+json", size=1234,
+            platforms=(ImagePlatform(digest=digest, os="linux", architecture="amd64", size=2_000_000, layers=2),)))
+        key = "127.0.0.1:5000/team/web:v1"
+        await wait_until(pilot, lambda: table_keys(app) == [key], what="the indexed image's row")
+        assert app.table.get_cell(key, "PLATFORMS").plain == "linux/amd64"
+        await pilot.press("d")
+        await wait_until(pilot, lambda: isinstance(app.screen, TextScreen), what="the image described")
+        assert digest in app.screen.body

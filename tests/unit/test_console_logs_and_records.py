@@ -89,3 +89,11 @@ def test_alerts_fold_fired_then_resolved_and_sort_firing_first():
     assert second[:3] == ["NodeNotReady", "critical", "resolved"] and second[4:] == ["node=n1", "n1 is not ready"]
     rows.query = rows.query.parse("-l severity=critical")
     assert rows.visible_keys() == [alert_fingerprint(down)]
+
+
+def test_an_alert_firing_into_an_empty_view_appears():
+    labels = {"alertname": "NodeNotReady", "severity": "critical", "node": "n1"}
+    rows = AlertRows()
+    rows.refresh()  # the empty view drawn first
+    change = rows.refresh(rows.absorb([alert_record(5, AlertFired(alertname="NodeNotReady", labels=labels), labels)]))
+    assert [key for key, _ in change.added] == [alert_fingerprint(labels)] and rows.matching == 1

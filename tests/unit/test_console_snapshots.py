@@ -86,6 +86,11 @@ class FixedClient:
     async def images(self):
         return IMAGES
 
+    async def logs(self, namespace, pod, on_line, follow=True, tail=200, timestamps=False):
+        for i in range(40):
+            on_line(f"tick {i} {'error: disk full' if i % 7 == 0 else 'ok'}")
+        await asyncio.Event().wait()
+
     async def alerts(self):
         return ALERTS
 
@@ -144,3 +149,18 @@ async def test_readonly_refuses_without_a_dialog():
         await pilot.press("2", "s", "ctrl+d", "r")
         assert len(app.screen_stack) == 1
         assert sum("refused" in n.message for n in app._notifications) == 3
+
+
+@pytest.mark.parametrize("size", SIZES, ids=list(SIZES))
+def test_log_search(snap_compare, size):
+    """`/error`, then `n`: every match highlighted; as in less, the search starts at the top line on show
+    (the log was following, so near its end) and `n` steps on, `match K of 6` in the title."""
+    async def searched(pilot):
+        await pilot.app.loaded.wait()
+        await pilot.press("l")
+        while not len(getattr(pilot.app.screen, "lines", ())) == 40:
+            await pilot.pause(0.05)
+        await pilot.press("slash", *"error", "enter", "n")
+        await pilot.pause()
+
+    assert snap_compare(console(), terminal_size=SIZES[size], run_before=searched)

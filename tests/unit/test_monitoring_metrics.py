@@ -96,3 +96,19 @@ def test_alertmanager_sends_on_change_and_every_resend_interval():
     assert manager.due({}, 1)  # the set changed
     manager.queue_resolved(Notice({"alertname": "A"}, {}, "t", "u"))
     assert manager.due(one, 1)
+
+
+def test_pods_lines_kept_between_renders_match_fresh_rows():
+    from dataclasses import replace
+
+    from dockyard.services.monitoring.exposition import PodLines
+
+    pods = tuple(PodHealth(namespace="ns", name=f"p{i}", phase="Running", container_restarts=(("main", i),))
+                 for i in range(3))
+    lines = PodLines()
+    health = ClusterHealth(pods=pods)
+    assert b"".join(render(cluster_families(health, lines))) == b"".join(render(cluster_families(health)))
+    changed = ClusterHealth(pods=(pods[0], replace(pods[1], phase="Failed")))  # p1 failed, p2 went
+    text = b"".join(render(cluster_families(changed, lines)))
+    assert text == b"".join(render(cluster_families(changed)))
+    assert b'pod="p1",phase="Failed"} 1' in text and b'pod="p2"' not in text

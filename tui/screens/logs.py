@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from itertools import islice
+
+from rich.cells import cell_len
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
@@ -12,7 +15,8 @@ from textual.widgets import Footer, Input, RichLog, Static
 from dockyard.tui.logsearch import LogSearch
 
 TAIL = 200  # lines of history shown first; `a` shows the whole log
-MAX_LINES = 10_000
+MAX_LINES = 10_000  # lines kept; past it the oldest TRIM go (and the view is drawn again, once per TRIM lines)
+TRIM = 1_000
 MATCH_STYLE = "reverse"
 
 
@@ -37,12 +41,11 @@ class LogScreen(ModalScreen[None]):
         self.follow = True
         self.tail: int | None = TAIL
         self.lines: list[str] = []
-        self.rows: list[int] = []  # the log's first screen row of each line (lines wrap)
         self.search: LogSearch | None = None
 
     def compose(self) -> ComposeResult:
         yield Static("", id="log-title", classes="page-title", markup=False)
-        yield RichLog(id="log", wrap=False, markup=False, highlight=False, max_lines=MAX_LINES)
+        yield RichLog(id="log", wrap=False, markup=False, highlight=False)
         yield Input(id="log-search", placeholder="search: text or regex (smart case); Enter, then n / N")
         yield Footer()
 
@@ -67,7 +70,7 @@ class LogScreen(ModalScreen[None]):
 
     @work(exclusive=True, exit_on_error=False)
     async def follow_log(self) -> None:
-        self.lines, self.rows = [], []
+        self.lines = []
         if self.search is not None:
             self.search = LogSearch(self.search.pattern)
         self.log_view.clear()
@@ -79,6 +82,10 @@ class LogScreen(ModalScreen[None]):
             self.log_view.write(f"[logs unavailable: {exc}]")
 
     def add_line(self, line: str) -> None:
+        if len(self.lines) >= MAX_LINES:
+            self.lines = self.lines[TRIM:]
+            self.rescan()
+            self.redraw()
         number = len(self.lines)
         self.lines.append(line)
         if self.search is not None and self.search.scan(number, line):
@@ -87,7 +94,6 @@ class LogScreen(ModalScreen[None]):
 
     def _draw(self, number: int) -> None:
         log = self.log_view
-        self.rows.append(len(log.lines))
         text = Text(self.lines[number], no_wrap=not log.wrap)
         if self.search is not None:
             for start, end in self.search.spans(self.lines[number]):
@@ -96,11 +102,25 @@ class LogScreen(ModalScreen[None]):
 
     def redraw(self) -> None:
         """Draw every kept line again: a new search's highlights, or wrap toggled."""
-        log = self.log_view
-        log.clear()
-        self.rows = []
+        self.log_view.clear()
         for number in range(len(self.lines)):
             self._draw(number)
+
+    def rescan(self) -> None:
+        if self.search is not None:
+            self.search = LogSearch(self.search.pattern)
+            for number, line in enumerate(self.lines):
+                self.search.scan(number, line)
+
+    def _heights(self):
+        """Screen rows of each kept line: one each unless wrapped."""
+        log = self.log_view
+        width = max(1, log.scrollable_content_region.width)
+        return (max(1, -(-cell_len(line) // width)) if log.wrap else 1 for line in self.lines)
+
+    def row_of(self, number: int) -> int:
+        """The screen row line `number` starts on."""
+        return number if not self.log_view.wrap else sum(islice(self._heights(), number))
 
     # ------------------------------------------------------------ search
 
@@ -124,9 +144,7 @@ class LogScreen(ModalScreen[None]):
         self.log_view.focus()
         pattern = event.value
         self.search = LogSearch(pattern) if pattern else None
-        if self.search is not None:
-            for number, line in enumerate(self.lines):
-                self.search.scan(number, line)
+        self.rescan()
         self.redraw()
         if self.search is not None:
             self.action_step(1)
@@ -142,13 +160,16 @@ class LogScreen(ModalScreen[None]):
             return
         self.follow = False  # a match on show stays on show while lines arrive
         self.log_view.auto_scroll = False
-        row = self.rows[number] if number < len(self.rows) else number
-        self.log_view.scroll_to(y=row, animate=False)
-        self.update_title()
+        self.log_view.scroll_to(y=self.row_of(number), animate=False)
 
     def _top_line(self) -> int:
-        top = round(self.log_view.scroll_y)
-        return max(0, next((n for n, row in enumerate(self.rows) if row >= top), 0))
+        """The first line on show."""
+        top, row = round(self.log_view.scroll_y), 0
+        for number, height in enumerate(self._heights()):
+            if row >= top:
+                return number
+            row += height
+        return len(self.lines)
 
     # ------------------------------------------------------------ modes
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import VerticalScroll
+from textual.containers import ScrollableContainer
 from textual.screen import ModalScreen
 from textual.widgets import Footer, Static
 
@@ -19,6 +19,6 @@ class TextScreen(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         yield Static(self.title_text, classes="page-title")
-        with VerticalScroll(classes="page"):
+        with ScrollableContainer(classes="page"):
             yield Static(self.body, markup=False, id="page-body")
         yield Footer()

@@ -17,9 +17,9 @@ from dockyard.tui.rows import Change
 REBUILD_ABOVE = 20
 
 
-def _cell(value: str) -> Text:
+def _cell(value: str | Text) -> Text:
     """Cells are plain text: a `[` in a label or an annotation is not Rich markup (and is not parsed)."""
-    return Text(value, no_wrap=True, end="")
+    return value if isinstance(value, Text) else Text(str(value), no_wrap=True, end="")
 
 
 class ResourceTable(DataTable):
@@ -50,7 +50,7 @@ class ResourceTable(DataTable):
             # than removing rows one by one; a live update never lands here unless the order changed
             self.clear()
             for key, cells in rows:
-                self.add_row(*map(_cell, cells), key=key)
+                self.add_row(*cells, key=key)
             return
         for key in change.removed:
             try:
@@ -58,17 +58,20 @@ class ResourceTable(DataTable):
             except RowDoesNotExist:
                 pass
         for key, cells in change.added:
-            self.add_row(*map(_cell, cells), key=key)
+            self.add_row(*cells, key=key)
         for key, cells in change.updated:
             for header, value in zip(self.headers, cells):
                 try:
                     if self.get_cell(key, header).plain != value:
-                        self.update_cell(key, header, _cell(value))
+                        self.update_cell(key, header, value, update_width=True)  # "firing" -> "resolved"
                 except (CellDoesNotExist, RowDoesNotExist):
                     break
 
-    def cell_text(self, key: str, header: str) -> str:
-        return self.get_cell(key, header).plain
+    def add_row(self, *cells, **kwargs):
+        return super().add_row(*map(_cell, cells), **kwargs)
+
+    def update_cell(self, row_key, column_key, value, *, update_width: bool = False) -> None:
+        super().update_cell(row_key, column_key, _cell(value), update_width=update_width)
 
     def selected_key(self) -> str | None:
         if not self.row_count:
