@@ -326,8 +326,9 @@ class ImageCache:
             size = manifest["config"].get("size", 0) + sum(layer.get("size", 0) for layer in manifest.get("layers", ()))
             tagged = sorted(names.get(digest, ()))
             repos = sorted({parse_reference(t).repo for t in tagged})
+            by_digest = [f"{r}@{digest}" for r in repos]  # a pull by digest is also a reference: name it once
             found.append(CachedImage(digest, layout, size, layout.stat().st_mtime,
-                                     tuple(f"{r}@{digest}" for r in repos) + tuple(tagged)))
+                                     tuple(dict.fromkeys([*by_digest, *tagged]))))
         return found
 
     def held_images(self) -> tuple[ContainerImage, ...]:
