@@ -168,6 +168,9 @@ def test_exit_codes_oom_kills_and_a_missing_image_are_reported(runc_cluster):
     apply(env, pod("hog", f"{image}:1.0", ["sh", "-c", "echo eating; exec dd if=/dev/zero of=/dev/null bs=64M"],
                    resources={"limits": {"memory": "16Mi"}}))
     apply(env, pod("ghost", f"{image}:9.9", ["true"]))
+    host = pod("host", "", ["sh", "-c", "test -d /proc/1 && exit 4"])
+    del host["spec"]["containers"][0]["image"]  # no image: a host process, as under the process driver
+    apply(env, host)
     locked = pod("locked", f"{image}:1.0", ["sh", "-c", "id -u; touch /x 2>/dev/null || echo root-read-only; "
                                                           "echo kept > /scratch/f && cat /scratch/f"],
                  securityContext={"runAsUser": 65534, "readOnlyRootFilesystem": True,
@@ -183,6 +186,7 @@ def test_exit_codes_oom_kills_and_a_missing_image_are_reported(runc_cluster):
     assert terminated_as(wait_for(lambda: terminated("three"), what="three ended")) == (3, "Error")
     assert terminated_as(wait_for(lambda: terminated("clean"), what="clean ended")) == (0, "Completed")
     assert terminated_as(wait_for(lambda: terminated("hog"), what="hog ended")) == (137, "OOMKilled")
+    assert terminated_as(wait_for(lambda: terminated("host"), what="host ended")) == (4, "Error")
     assert get_pod(env, "three")["status"]["phase"] == "Failed"
     assert get_pod(env, "clean")["status"]["phase"] == "Succeeded"
     assert terminated_as(wait_for(lambda: terminated("locked"), what="locked ended")) == (0, "Completed")
