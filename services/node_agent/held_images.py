@@ -22,7 +22,7 @@ from dockyard.view import ClusterView
 
 log = logging.getLogger(__name__)
 
-DEFAULT_INTERVAL = 2.0
+DEFAULT_INTERVAL = 10.0  # as kubelet's nodeStatusUpdateFrequency: each report can refuse a binding in flight
 MAX_IMAGES = 50  # Kubernetes' nodeStatusMaxImages: the largest ones are reported
 APPEND_WINDOW = 2000
 

@@ -38,7 +38,8 @@ async def eventually(what: str, probe, timeout: float = 30.0):
 
 async def test_pods_go_to_the_node_that_holds_their_image(stack_env, services, eventlog, nats_server):
     services("scheduler")
-    services("hollow-nodes", "--count", "4", "--heartbeat-interval", "0.5", "--start-delay", "0.1")
+    services("hollow-nodes", "--count", "4", "--heartbeat-interval", "0.5", "--start-delay", "0.1",
+             "--images-interval", "1")
     image = big_image()
     client = await ApiClient.connect(nats_server.url)
     try:
