@@ -36,7 +36,7 @@ import yaml  # noqa: E402
 
 from bench.eventlog import CLEANUP, cpu_model, mib, ram_kib, run_guarded, say  # noqa: E402
 from dockyard.eventlog import EventLog  # noqa: E402
-from dockyard.servers import NatsServer, PostgresServer, free_port  # noqa: E402
+from dockyard.servers import NatsServer, PostgresServer, free_port, tail  # noqa: E402
 from dockyard.view import ClusterView  # noqa: E402
 
 SUMMARY: list[str] = []
@@ -68,7 +68,7 @@ def start_service(name: str, env: dict[str, str], tmp: Path, *args: str) -> subp
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"{name} exited; see {tmp / f'{name}.log'}")
+            raise RuntimeError(f"{name} exited; its log:\n{tail(tmp / f'{name}.log')}")
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as response:
                 if response.status == 200:

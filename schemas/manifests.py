@@ -238,6 +238,7 @@ class ContainerStatus(ManifestStruct, kw_only=True):
     state: str = "waiting"
     reason: str = ""
     exit_code: int | None = None
+    signal: int = 0  # the signal that ended the run: exit code 128 + N, as runc and Docker report a signal
     started_at: str = ""
     last_state: str = ""  # the previous run: "" or "terminated"
     last_reason: str = ""

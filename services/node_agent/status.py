@@ -59,19 +59,24 @@ def _remember_exit(status: ContainerStatus) -> ContainerStatus:
 
 def run_started(status: ContainerStatus, started_at: str, restarted: bool) -> ContainerStatus:
     status = _remember_exit(status)
-    return _replace(status, state="running", reason="", exit_code=None, started_at=started_at, ready=False,
+    return _replace(status, state="running", reason="", exit_code=None, signal=0, started_at=started_at, ready=False,
                     restart_count=status.restart_count + (1 if restarted else 0))
+
+
+def signal_of(exit_code: int | None) -> int:
+    """The signal an exit code says ended a run (128 + N, N a Linux signal number), else 0."""
+    return exit_code - 128 if exit_code is not None and 128 < exit_code <= 128 + 64 else 0
 
 
 def run_ended(status: ContainerStatus, exit_code: int | None, reason: str = "") -> ContainerStatus:
     return _replace(status, state="terminated", reason=reason or terminated_reason(exit_code), exit_code=exit_code,
-                    ready=False)
+                    signal=signal_of(exit_code), ready=False)
 
 
 def backing_off(status: ContainerStatus) -> ContainerStatus:
     """Waiting out the back-off after a run ended: CrashLoopBackOff, the run kept as lastState."""
     status = _remember_exit(status)
-    return _replace(status, state="waiting", reason=CRASH_LOOP_BACK_OFF, exit_code=None, ready=False)
+    return _replace(status, state="waiting", reason=CRASH_LOOP_BACK_OFF, exit_code=None, signal=0, ready=False)
 
 
 def with_ready(status: ContainerStatus, ready: bool) -> ContainerStatus:

@@ -90,6 +90,7 @@ async def run_projection(log_: EventLog, engine: AsyncEngine, name: str, stop: a
 
 async def run(nats_url: str, database_url: str, stop: asyncio.Event, health: Health, args=None) -> None:
     log_ = await EventLog.connect(nats_url, name="dockyard-projector")
+    await log_.ensure_streams()  # the first service up on an empty server must not find no stream
     engine = async_engine(database_url, pool_size=2 * len(PROJECTIONS) + 2)
     snapshot_every = getattr(args, "snapshot_every", SNAPSHOT_EVERY)
     tasks = [asyncio.create_task(run_projection(log_, engine, name, stop, snapshot_every=snapshot_every), name=name)

@@ -186,6 +186,7 @@ def test_exit_codes_oom_kills_and_a_missing_image_are_reported(runc_cluster):
     assert terminated_as(wait_for(lambda: terminated("three"), what="three ended")) == (3, "Error")
     assert terminated_as(wait_for(lambda: terminated("clean"), what="clean ended")) == (0, "Completed")
     assert terminated_as(wait_for(lambda: terminated("hog"), what="hog ended")) == (137, "OOMKilled")
+    assert terminated("hog")["signal"] == 9 and "signal" not in terminated("three")
     assert terminated_as(wait_for(lambda: terminated("host"), what="host ended")) == (4, "Error")
     assert get_pod(env, "three")["status"]["phase"] == "Failed"
     assert get_pod(env, "clean")["status"]["phase"] == "Succeeded"

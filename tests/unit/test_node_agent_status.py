@@ -94,6 +94,15 @@ def test_terminated_reasons(exit_code, reason):
     assert run_ended(c(), exit_code).reason == reason
 
 
+@pytest.mark.parametrize("exit_code, signal", [(0, 0), (3, 0), (128, 0), (137, 9), (143, 15), (255, 0), (None, 0)],
+                         ids=["clean", "code", "128", "sigkill", "sigterm", "255", "unknown"])
+def test_the_signal_that_ended_a_run(exit_code, signal):
+    ended = run_ended(c(), exit_code)
+
+    assert ended.signal == signal
+    assert run_started(ended, "2026-01-01T00:00:00Z", restarted=True).signal == 0
+
+
 @pytest.mark.parametrize("returncode, expected", [(0, 0), (3, 3), (-9, 137), (-15, 143)],
                          ids=["zero", "code", "sigkill", "sigterm"])
 def test_exit_code_of(returncode, expected):
