@@ -351,6 +351,7 @@ async def run(nats_url: str, database_url: str, stop: asyncio.Event, health: Hea
         asyncio.create_task(monitor.keep_evaluating(stop, args.eval_interval, args.consumer_poll)),
     ]
     await _until(stop, monitor.view.caught_up.wait())
+    await monitor.metrics_text_async()  # build every pod's lines now, so no scrape pays for all of them at once
     health.ready = True
     log.info("monitoring caught up at seq %s; %d rule(s)", monitor.view.position, len(monitor.rules()))
     await stop.wait()
