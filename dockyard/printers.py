@@ -171,11 +171,37 @@ def _block(title: str, values: list[str], width: int = 20) -> list[str]:
     return [head + values[0]] + [" " * width + v for v in values[1:]]
 
 
-def _describe_containers(containers: list[Obj], indent: str) -> list[str]:
+def _container_state(status: Obj, indent: str) -> list[str]:
+    """A container's state, last state, readiness and restarts, as `kubectl describe pod` shows them."""
+    def state(title: str, name: str, reason: str, exit_code: Any, signal: int = 0, started: str = "") -> list[str]:
+        lines = [f"{indent}  {title + ':':<16}{name.capitalize() if name else 'Waiting'}"]
+        if reason:
+            lines.append(f"{indent}    {'Reason:':<14}{reason}")
+        if exit_code is not None:
+            lines.append(f"{indent}    {'Exit Code:':<14}{exit_code}")
+        if signal:
+            lines.append(f"{indent}    {'Signal:':<14}{signal}")
+        if started:
+            lines.append(f"{indent}    {'Started:':<14}{started}")
+        return lines
+
+    lines = state("State", status.get("state", "waiting"), status.get("reason", ""), status.get("exitCode"),
+                  status.get("signal", 0), status.get("startedAt", ""))
+    if status.get("lastState"):
+        lines += state("Last State", status["lastState"], status.get("lastReason", ""), status.get("lastExitCode"))
+    lines.append(f"{indent}  {'Ready:':<16}{'True' if status.get('ready') else 'False'}")
+    lines.append(f"{indent}  {'Restart Count:':<16}{status.get('restartCount', 0)}")
+    return lines
+
+
+def _describe_containers(containers: list[Obj], indent: str, statuses: list[Obj] | None = None) -> list[str]:
+    by_name = {s.get("name"): s for s in statuses or []}
     lines = []
     for c in containers:
         lines.append(f"{indent}{c.get('name')}:")
         lines.append(f"{indent}  Image:      {c.get('image') or '<none>'}")
+        if c.get("name") in by_name:
+            lines += _container_state(by_name[c["name"]], indent)
         if c.get("command"):
             lines.append(f"{indent}  Command:    {' '.join(c['command'])}")
         if c.get("args"):
@@ -235,7 +261,7 @@ def describe(obj: Obj, history: list[tuple[str, str, str, str]]) -> str:
         lines.append(f"{'Status:':<20}{status.get('phase', 'Pending')}")
         lines.append(f"{'Restart Policy:':<20}{spec.get('restartPolicy', 'Always')}")
         lines.append("Containers:")
-        lines += _describe_containers(_containers(obj), "  ")
+        lines += _describe_containers(_containers(obj), "  ", status.get("containerStatuses"))
     elif kind == "Node":
         lines.append(f"{'Unschedulable:':<20}{str(bool(spec.get('unschedulable'))).lower()}")
         taints = [f"{t.get('key')}={t.get('value', '')}:{t.get('effect')}" for t in spec.get("taints") or []]
@@ -245,8 +271,10 @@ def describe(obj: Obj, history: list[tuple[str, str, str, str]]) -> str:
     conditions = status.get("conditions") or []
     if conditions:
         lines.append("Conditions:")
-        lines.append("  Type             Status  Reason")
-        lines += [f"  {c.get('type', ''):<16} {c.get('status', ''):<7} {c.get('reason', '')}" for c in conditions]
+        headers = ["Type", "Status", "Reason"] + (["Message"] if any(c.get("message") for c in conditions) else [])
+        rows = [[c.get("type", ""), c.get("status", ""), c.get("reason", ""), c.get("message", "")][:len(headers)]
+                for c in conditions]
+        lines += ["  " + line for line in format_table(headers, rows).splitlines()]
     lines.append("Events:")
     if history:
         table = format_table(["AGE", "TYPE", "ACTOR", "DETAIL"], [list(h) for h in history])
