@@ -337,7 +337,7 @@ async def run(args: argparse.Namespace, tmp: Path) -> None:
     say(f"pods created: {args.pods:,} in {created_in:,.2f} s ({group(args.pods / created_in)} pods/s appended)")
 
     def bound() -> float:
-        return sum(s.metric("dockyard_scheduler_schedule_attempts_total", result="scheduled") for s in schedulers)
+        return sum(s.metric("dockyard_scheduler_decisions_total", result="scheduled") for s in schedulers)
 
     all_bound = await wait_until(lambda: bound() >= args.pods, args.timeout)
     all_running = False
@@ -385,7 +385,7 @@ async def run(args: argparse.Namespace, tmp: Path) -> None:
     for label, used in cpu_used.items():
         say(f"cpu {label}: {used:,.1f} s ({used / wall * 100:,.0f}% of a core)")
     for scheduler in schedulers:
-        attempts = {r: scheduler.metric("dockyard_scheduler_schedule_attempts_total", result=r)
+        attempts = {r: scheduler.metric("dockyard_scheduler_decisions_total", result=r)
                     for r in ("scheduled", "unschedulable", "error")}
         cycles = scheduler.metric("dockyard_scheduler_cycle_pods_count")
         say(f"{scheduler.label}: {group(attempts['scheduled'])} scheduled, {group(attempts['unschedulable'])} "

@@ -13,7 +13,7 @@ from prometheus_client import Counter, Gauge, Histogram
 
 from dockyard.schemas.events import EVENT_TYPES
 
-OK, ERROR, DEAD_LETTERED = "ok", "error", "dead_lettered"
+OK, ERROR, DEAD_LETTERED, SKIPPED = "ok", "error", "dead_lettered", "skipped"  # skipped: malformed, not for this reader
 UNKNOWN_TYPE = "unknown"
 
 EVENTS_HANDLED = Counter("dockyard_events_handled_total",

@@ -295,9 +295,8 @@ def down(root: Path) -> int:
             PostgresServer(Path(info.home) / "postgres" / "data").stop()
         elif component.pid:
             terminate(component.pid)
-    from dockyard.services.node_agent.runtime import kill_recorded_processes
-
     from dockyard.services.node_agent.runc_driver import delete_all_containers
+    from dockyard.services.node_agent.runtime import kill_recorded_processes
 
     kill_recorded_processes(root / "node-agent")  # pods of an agent that crashed
     delete_all_containers(root / "node-agent")  # and its runc containers, which outlive their `runc run`

@@ -18,9 +18,9 @@ from dockyard.eventlog import H_TYPE, STREAM, EventLog, EventRecord, MalformedEv
 from dockyard.metrics import (
     CONSUMER_ACK_PENDING,
     CONSUMER_PENDING,
-    DEAD_LETTERED,
     HANDLER_SECONDS,
     OK,
+    SKIPPED,
     count_handled,
     service_name,
 )
@@ -150,7 +150,7 @@ class ClusterView:
             try:
                 records.append(record_from(msg.metadata.sequence.stream, msg.subject, msg.headers, msg.data))
             except MalformedEvent as exc:
-                count_handled(consumer, [(msg.headers or {}).get(H_TYPE, "")], DEAD_LETTERED)
+                count_handled(consumer, [(msg.headers or {}).get(H_TYPE, "")], SKIPPED)
                 log.warning("skipping malformed event at seq %s: %s", msg.metadata.sequence.stream, exc)
         return records
 

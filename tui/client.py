@@ -16,12 +16,6 @@ from dockyard.schemas.manifests import KINDS, subject_kind
 Obj = dict[str, Any]
 
 
-_ALERTS_SQL = ("SELECT fingerprint, alertname, severity, state, labels, annotations, value, active_since, resolved_at"
-               " FROM alerts ORDER BY alertname, fingerprint")
-
-
-def _rfc3339(moment) -> str | None:
-    return moment.isoformat().replace("+00:00", "Z") if moment is not None else None
 
 
 class LineSink(io.TextIOBase):
@@ -139,19 +133,19 @@ class ConsoleClient:
         return images
 
     async def alerts(self) -> list[Obj]:
-        """Every row of the alerts read model (firing and resolved); none without a database or the table."""
+        """Every row of the alerts read model (firing and resolved), as `dockyard alerts --all` reads it;
+        none without a database or the table."""
         if not self.database_url:
             return []
-        from sqlalchemy import text
         from sqlalchemy.exc import ProgrammingError
 
+        from dockyard.cli_alerts import list_alerts
+
         try:
-            async with self._database().connect() as conn:
-                rows = (await conn.execute(text(_ALERTS_SQL))).mappings().all()
+            database_url = config.normalise_database_url(self.database_url)
+            return await list_alerts(include_resolved=True, database_url=database_url)
         except ProgrammingError:  # no `alerts` table yet: an older schema
             return []
-        return [{**row, "active_since": _rfc3339(row["active_since"]), "resolved_at": _rfc3339(row["resolved_at"])}
-                for row in rows]
 
     # ------------------------------------------------------------ actions
 

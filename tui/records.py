@@ -102,9 +102,9 @@ class AlertRows(RecordRows):
                           if k not in _ALERT_OWN_LABELS)
         summary = (obj.get("annotations") or {}).get("summary", "")
         cells = [obj["alertname"], obj.get("severity", ""), obj.get("state", ""),
-                 printers.age(obj.get("active_since") or ""), labels or "-", summary or "-"]
+                 printers.age(obj.get("activeSince") or ""), labels or "-", summary or "-"]
         if self.wide:
-            cells += [f"{obj.get('value') or 0:g}", obj.get("resolved_at") or "-", obj["fingerprint"]]
+            cells += [f"{obj.get('value') or 0:g}", obj.get("resolvedAt") or "-", obj["fingerprint"]]
         return cells
 
     @property
@@ -133,9 +133,9 @@ def fold_alert(row: Obj | None, fingerprint: str, event: Any, time: str) -> Obj 
     if isinstance(event, AlertFired):
         return {"fingerprint": fingerprint, "alertname": event.alertname, "severity": event.severity,
                 "state": "firing", "labels": dict(event.labels), "annotations": dict(event.annotations),
-                "value": event.value, "active_since": event.active_since or time, "resolved_at": None}
+                "value": event.value, "activeSince": event.active_since or time, "resolvedAt": None}
     if isinstance(event, AlertResolved):
         base = row or {"fingerprint": fingerprint, "alertname": event.alertname, "severity": "",
-                       "labels": dict(event.labels), "annotations": {}, "value": 0.0, "active_since": ""}
-        return {**base, "state": "resolved", "resolved_at": event.resolved_at or time}
+                       "labels": dict(event.labels), "annotations": {}, "value": 0.0, "activeSince": ""}
+        return {**base, "state": "resolved", "resolvedAt": event.resolved_at or time}
     return None

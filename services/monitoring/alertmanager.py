@@ -78,7 +78,9 @@ class Alertmanager:
         except httpx.HTTPError as exc:
             log.warning("posting %d alert(s) to %s failed: %s", len(body), self.url, exc)
             return
-        self.resolved = self.resolved[len(resolved):]
+        # By identity: while the post was out, queue_resolved may have added notices and trimmed the list.
+        sent = set(map(id, resolved))
+        self.resolved = [notice for notice in self.resolved if id(notice) not in sent]
         self._last_sent = (monotonic, frozenset(firing))
 
     async def close(self) -> None:

@@ -296,7 +296,7 @@ async def test_images_and_alerts_views_from_the_read_models(eventlog, platform):
         while not await client.alerts():  # the projector has written the row
             assert time.monotonic() < deadline, "the alerts row never appeared"
             await asyncio.sleep(0.2)
-        assert [(a["alertname"], a["state"], a["active_since"]) for a in await client.alerts()] == \
+        assert [(a["alertname"], a["state"], a["activeSince"]) for a in await client.alerts()] == \
             [("NodeNotReady", "firing", "2026-01-01T00:00:00Z")]
     finally:
         await client.close()

@@ -96,7 +96,7 @@ def test_every_service_serves_clean_metrics_and_health(promtool, services, nats_
     assert_serves(api.port)
     assert "dockyard_api_requests_total" in scrape(api.port)[1]
     text = assert_serves(scheduler.port, "scheduler")
-    assert 'dockyard_scheduler_schedule_attempts_total{result="error"}' in text
+    assert 'dockyard_scheduler_decisions_total{result="error"}' in text
     assert_serves(controller.port, "controller")
     assert_serves(agent.port, "node-agent")
     assert_serves(hollow.port, "hollow-nodes")

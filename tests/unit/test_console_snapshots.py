@@ -46,7 +46,7 @@ def make_alert(name: str, severity: str, state: str, **labels: str) -> dict:
     labels = {"alertname": name, "severity": severity, **labels}
     return {"fingerprint": alert_fingerprint(labels), "alertname": name, "severity": severity, "state": state,
             "labels": labels, "annotations": {"summary": f"{name} on {labels.get('node', 'the cluster')}"},
-            "value": 1.0, "active_since": "", "resolved_at": None}
+            "value": 1.0, "activeSince": "", "resolvedAt": None}
 
 
 IMAGES = [make_image("library/busybox", "1.36", "sha256:" + "a" * 64),
