@@ -37,6 +37,8 @@ from dockyard.schemas.manifests import (
     Resource,
     ResourceRequirements,
     Toleration,
+    Volume,
+    VolumeMount,
 )
 from dockyard.schemas.quantity import Quantity, parse_quantity
 
@@ -589,6 +591,7 @@ def _selector_errors(spec: DeploymentSpec) -> Iterator[str]:
 
 
 _PERCENT = re.compile(r"\d+%")
+EMPTY_DIR_MEDIA = ("", "Memory")
 
 
 def _strategy_errors(strategy: DeploymentStrategy) -> Iterator[str]:
@@ -622,6 +625,21 @@ def _pod_spec_errors(spec: PodSpec, path: str) -> Iterator[str]:
     yield from _range_errors(f"{path}.terminationGracePeriodSeconds", spec.termination_grace_period_seconds, 0)
     for index, toleration in enumerate(spec.tolerations):
         yield from _toleration_errors(toleration, f"{path}.tolerations[{index}]")
+    yield from _volumes_errors(spec.volumes, f"{path}.volumes")
+
+
+def _volumes_errors(volumes: tuple[Volume, ...], path: str) -> Iterator[str]:
+    # A volume's name becomes a directory of the pod's on the node: a DNS-1123 label cannot leave it.
+    seen: set[str] = set()
+    for index, volume in enumerate(volumes):
+        volume_path = f"{path}[{index}]"
+        yield from _name_errors(f"{volume_path}.name", volume.name, DNS_LABEL)
+        if volume.name in seen:
+            yield f"{volume_path}.name: {_quoted(volume.name)} is already the name of another volume"
+        seen.add(volume.name)
+        if volume.empty_dir is not None and volume.empty_dir.medium not in EMPTY_DIR_MEDIA:
+            medium = _quoted(volume.empty_dir.medium)
+            yield f'{volume_path}.emptyDir.medium: {medium} is not "" (the node\'s disk) or "Memory"'
 
 
 def _container_errors(container: Container, path: str) -> Iterator[str]:
@@ -632,6 +650,8 @@ def _container_errors(container: Container, path: str) -> Iterator[str]:
             yield f"{path}.env[{index}].name: {_quoted(variable.name)} must be non-empty and contain no '='"
     for index, port in enumerate(container.ports):
         yield from _port_errors(port, f"{path}.ports[{index}]")
+    for index, mount in enumerate(container.volume_mounts):
+        yield from _volume_mount_errors(mount, f"{path}.volumeMounts[{index}]")
     yield from _requirements_errors(container.resources, f"{path}.resources")
     for name, probe in (
         ("livenessProbe", container.liveness_probe),
@@ -648,6 +668,12 @@ def _port_errors(port: ContainerPort, path: str) -> Iterator[str]:
     yield from _choice_errors(f"{path}.protocol", port.protocol, PROTOCOLS)
     if port.name:
         yield from _name_errors(f"{path}.name", port.name, PORT_NAME)
+
+
+def _volume_mount_errors(mount: VolumeMount, path: str) -> Iterator[str]:
+    yield from _name_errors(f"{path}.name", mount.name, DNS_LABEL)
+    if not mount.mount_path.startswith("/") or ".." in mount.mount_path.split("/"):
+        yield f"{path}.mountPath: {_quoted(mount.mount_path)} must be an absolute path without '..'"
 
 
 def _requirements_errors(resources: ResourceRequirements, path: str) -> Iterator[str]:

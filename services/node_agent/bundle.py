@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from dockyard.manifests import DNS_LABEL
 from dockyard.schemas.manifests import Container, Pod
 from dockyard.schemas.quantity import cpu_millis, memory_bytes
 from dockyard.services.node_agent.expansion import expand, port_variables
@@ -110,6 +111,10 @@ def volume_problem(pod: Pod, container: Container) -> str | None:
     """Why the container's volumeMounts cannot be made (None: they can)."""
     volumes = {volume.name: volume for volume in pod.spec.volumes}
     for mount in container.volume_mounts:
+        # The name becomes a directory under the pod's (made world-writable, bind-mounted): the API server
+        # refuses anything but a DNS-1123 label, and so does the agent, for events written by other means.
+        if not DNS_LABEL.matches(mount.name):
+            return f"volumeMounts {mount.name!r}: the name must be a DNS-1123 label"
         volume = volumes.get(mount.name)
         if volume is None or volume.empty_dir is None:
             return f"volumeMounts {mount.name!r}: the pod has no emptyDir volume of that name"

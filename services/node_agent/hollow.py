@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 
 from dockyard.eventlog import EventLog, now_rfc3339
+from dockyard.image_reference import canonical_name
 from dockyard.schemas.manifests import ContainerImage, ContainerStatus, Pod
 from dockyard.service import Health
 from dockyard.services.node_agent.agent import NodeAgent
@@ -31,7 +32,7 @@ class HollowDriver:
 
     def __init__(self, start_delay: float = DEFAULT_START_DELAY):
         self.start_delay = start_delay
-        self.pulled: dict[str, dict[str, ContainerImage]] = {}  # node -> image reference -> what it holds
+        self.pulled: dict[str, dict[str, ContainerImage]] = {}  # node -> canonical image name -> what it holds
         self._held: dict[str, tuple[ContainerImage, ...]] = {}  # node -> the same, as reported (cached)
 
     async def prepare(self) -> None:
@@ -45,9 +46,9 @@ class HollowDriver:
         """Starting a pod "pulls" its images: the node holds them from then on (a hollow node never collects)."""
         held = self.pulled.setdefault(node, {})
         for container in pod.spec.containers:
-            if container.image not in held:
-                held[container.image] = ContainerImage(names=(container.image,),
-                                                       size_bytes=simulated_size(container.image))
+            name = canonical_name(container.image)  # as a runc node names what it pulled
+            if name not in held:
+                held[name] = ContainerImage(names=(name,), size_bytes=simulated_size(name))
                 self._held.pop(node, None)
 
     def held_images_on(self, node: str) -> tuple[ContainerImage, ...]:

@@ -17,15 +17,15 @@ import os
 import platform
 import re
 import shutil
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from dockyard.image_reference import DEFAULT_REGISTRY, OFFICIAL_NAMESPACE
 from dockyard.schemas.manifests import ContainerImage
 
 log = logging.getLogger(__name__)
 
-DEFAULT_REGISTRY = "docker.io"
 REF_NAME = "img"  # the one reference inside each per-image layout
 INDEX_TYPES = ("application/vnd.oci.image.index.v1+json",
                "application/vnd.docker.distribution.manifest.list.v2+json")
@@ -93,7 +93,7 @@ def parse_reference(image: str) -> ImageReference:
     if colon and not _TAG.match(tag):
         raise invalid(f"tag {tag!r} is not a valid tag")
     if registry == DEFAULT_REGISTRY and "/" not in repository:
-        repository = f"library/{repository}"
+        repository = f"{OFFICIAL_NAMESPACE}/{repository}"
     if not _NAME.match(repository):
         raise invalid(f"repository {repository!r} is not a valid name (lowercase letters, digits, . _ - and /)")
     if not tag and not digest:
@@ -117,15 +117,38 @@ def node_platform(machine: str | None = None) -> tuple[str, str]:
     return "linux", arch
 
 
+def checked_digest(digest: str) -> str:
+    """The digest, if it is sha256: and 64 hex digits; raises ImageError(ErrImagePull) otherwise.
+    A digest names paths in the cache: one from a registry must not be able to point outside it."""
+    if not isinstance(digest, str) or not _DIGEST.match(digest):
+        raise ImageError(ERR_IMAGE_PULL, f"digest {digest!r} is not sha256: and 64 hex digits")
+    return digest
+
+
 def manifest_for_platform(index: Mapping, os_: str, arch: str) -> str:
     """The digest of the index's manifest for the node's platform; raises ImageError when there is none."""
     for entry in index.get("manifests", ()):
         plat = entry.get("platform") or {}
         if plat.get("os") == os_ and plat.get("architecture") == arch:
-            return entry["digest"]
+            return checked_digest(entry["digest"])
     offered = sorted(f"{(e.get('platform') or {}).get('os')}/{(e.get('platform') or {}).get('architecture')}"
                      for e in index.get("manifests", ()))
     raise ImageError(ERR_IMAGE_PULL, f"no image for {os_}/{arch} (the index offers {', '.join(offered) or 'none'})")
+
+
+def digest_to_pull(raw: bytes, reference: ImageReference, platform_: tuple[str, str]) -> str:
+    """The digest to pull for the manifest a registry returned (for an index, the platform's manifest);
+    raises ImageError(ErrImagePull) for a body that is not a manifest, so a hostile one cannot end the pull loop."""
+    try:
+        manifest = json.loads(raw)
+        if manifest.get("mediaType") in INDEX_TYPES or "manifests" in manifest:
+            return manifest_for_platform(manifest, *platform_)
+    except ValueError:
+        raise ImageError(ERR_IMAGE_PULL, f"image {reference}: the registry's manifest is not JSON") from None
+    except (AttributeError, KeyError, TypeError) as exc:
+        raise ImageError(ERR_IMAGE_PULL, f"image {reference}: the registry's manifest is malformed "
+                                         f"({type(exc).__name__}: {exc})") from None
+    return reference.digest or "sha256:" + hashlib.sha256(raw).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -235,7 +258,7 @@ class ImageCache:
     # -------------------------------------------------------- pulling
 
     def layout_of(self, digest: str) -> Path:
-        return self.images / digest.removeprefix("sha256:")
+        return self.images / checked_digest(digest).removeprefix("sha256:")
 
     def has(self, digest: str) -> bool:
         return (self.layout_of(digest) / "index.json").exists()
@@ -263,14 +286,7 @@ class ImageCache:
         """The manifest digest for this platform (an index is looked into)."""
         raw = await _run("skopeo", "inspect", "--raw", "--retry-times", "2",
                          *self.access.skopeo_args(reference.registry), f"docker://{reference}")
-        digest = reference.digest or "sha256:" + hashlib.sha256(raw).hexdigest()
-        try:
-            manifest = json.loads(raw)
-        except ValueError:
-            raise ImageError(ERR_IMAGE_PULL, f"image {reference}: the registry's manifest is not JSON") from None
-        if manifest.get("mediaType") in INDEX_TYPES or "manifests" in manifest:
-            return manifest_for_platform(manifest, *self.platform)
-        return digest
+        return digest_to_pull(raw, reference, self.platform)
 
     async def _pull(self, reference: ImageReference, digest: str) -> None:
         """Copy the image by digest (skopeo checks every blob against its digest), then check the manifest."""
@@ -334,9 +350,11 @@ class ImageCache:
     def held_images(self) -> tuple[ContainerImage, ...]:
         return tuple(ContainerImage(names=i.names or (i.digest,), size_bytes=i.size_bytes) for i in self.cached())
 
-    async def collect_garbage(self, in_use: set[str]) -> list[str]:
-        """Delete unused images, oldest first, until the cache is under budget, then unreferenced blobs."""
+    async def collect_garbage(self, in_use: set[str] | Callable[[], set[str]]) -> list[str]:
+        """Delete unused images, oldest first, until the cache is under budget, then unreferenced blobs.
+        A callable `in_use` is asked once the store is ours: then an image a pull has just handed out counts."""
         async with self._lock:
+            in_use = in_use() if callable(in_use) else in_use
             victims = images_to_collect(self.cached(), in_use, self.budget_bytes)
             for image in victims:
                 shutil.rmtree(image.layout, ignore_errors=True)

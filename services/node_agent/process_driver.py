@@ -58,7 +58,7 @@ from dockyard.services.node_agent.status import (
     run_started,
     with_ready,
 )
-from dockyard.services.node_agent.usage import UsageSample, machine_sample, process_group_sample
+from dockyard.services.node_agent.usage import ProcessGroupTable, UsageSample, machine_sample
 
 log = logging.getLogger(__name__)
 
@@ -85,15 +85,16 @@ class ProcessDriver:
         self.logs = logs
         self.state = StateDir(config.state_dir)
         self.ports = PortAllocator()
+        self.process_groups = ProcessGroupTable()
         self.found: dict[Path, dict[str, ContainerRecord]] = {}
 
     async def prepare(self) -> None:
         self.state.pods.mkdir(parents=True, exist_ok=True)
         self.found = self.state.scan()
-        for records in self.found.values():
-            for record in records.values():
-                for port in record.host_ports.values():
-                    self.ports.claim(port)
+        records = [record for records in self.found.values() for record in records.values()]
+        for record in sorted(records, key=lambda r: not r.pid):  # a running container keeps its ports first
+            for port in record.host_ports.values():
+                self.ports.claim(port, port_holder(record.namespace, record.pod))
 
     def node_usage_sample(self) -> UsageSample:
         """The node is this machine: its own CPU and memory accounting."""
@@ -113,7 +114,7 @@ class ProcessDriver:
                 log.info("stopping %s/%s container %s (pid %d): its pod is no longer bound here",
                          record.namespace, record.pod, record.container, record.pid)
                 await ContainerProcess(record.pid, record.start_ticks).terminate(record.grace_seconds)
-            self.ports.release(record.host_ports.values())
+            self.ports.release(record.host_ports.values(), port_holder(record.namespace, record.pod))
 
         await asyncio.gather(*(stop(record) for record in records.values()))
         StateDir.remove(pod_dir)
@@ -129,6 +130,7 @@ class ProcessPod:
         self.uid = pod.metadata.uid
         self.dir = pod_dir
         self.on_change = on_change
+        self.port_holder = port_holder(pod.metadata.namespace, pod.metadata.name)
         previous = {status.name: status for status in pod.status.container_statuses}
         self.containers = [self._runner(container, previous.get(container.name), records.get(container.name))
                            for container in pod.spec.containers]
@@ -157,7 +159,7 @@ class ProcessPod:
         grace = self.pod.spec.termination_grace_period_seconds
         await asyncio.gather(*(runner.stop(grace) for runner in self.containers))
         for runner in self.containers:
-            self.driver.ports.release(runner.record.host_ports.values())
+            self.driver.ports.release(runner.record.host_ports.values(), self.port_holder)
         StateDir.remove(self.dir)
 
     async def detach(self) -> None:
@@ -192,8 +194,8 @@ class ContainerRunner:
         self._log_lock = asyncio.Lock()
 
     def _allocate_ports(self) -> dict[str, int]:
-        ports = self.pod.driver.ports
-        return {port_key(p): ports.claim(p.host_port) if p.host_port else ports.allocate()
+        ports, holder = self.pod.driver.ports, self.pod.port_holder
+        return {port_key(p): ports.claim(p.host_port, holder) if p.host_port else ports.allocate(holder)
                 for p in self.container.ports}
 
     def _set(self, status: ContainerStatus) -> None:
@@ -206,7 +208,7 @@ class ContainerRunner:
         process = self.process
         if process is None or not process.running():
             return None
-        return process_group_sample(process.pid)
+        return self.pod.driver.process_groups.sample(process.pid, time.monotonic())
 
     def _save(self) -> None:
         with contextlib.suppress(FileNotFoundError):  # the pod directory went with its pod
@@ -420,6 +422,11 @@ class ContainerRunner:
                     moved = True
             if moved:
                 self._save()
+
+
+def port_holder(namespace: str, pod: str) -> str:
+    """Who holds a host port: the pod, as `namespace/name` (its containers share the host's network)."""
+    return f"{namespace}/{pod}"
 
 
 def _age(started_at: str) -> float:

@@ -53,8 +53,10 @@ DRIVER = "runc"
 OOM_KILLED = "OOMKilled"
 IMAGE_FILE = "dockyard-image"  # in the bundle: the digest it was unpacked from
 RUNC_TIMEOUT = 30.0
+KILL_TIMEOUT = 10.0
 CGROUP_PARENT = "dockyard"  # relative: under the agent's own cgroup, in every controller
 CGROUP_ROOT = Path("/sys/fs/cgroup")
+PORT_RETRY_SECONDS = 2.0
 
 
 class RuncUnavailable(Exception):
@@ -124,11 +126,6 @@ class Runc:
                 await asyncio.shield(proc.wait())
         return proc.returncode, out, err
 
-    def kill_now(self, container_id: str, sig: int) -> None:
-        """Signal the container's init (synchronously: ContainerProcess.signal is not async)."""
-        with contextlib.suppress(OSError, subprocess.TimeoutExpired):
-            subprocess.run(self.argv("kill", container_id, str(int(sig))), capture_output=True, timeout=10)
-
     async def list_ids(self) -> list[str]:
         code, out, _ = await self.call("list", "--format", "json")
         if code != 0 or not out.strip():
@@ -148,8 +145,18 @@ class RuncProcess(ContainerProcess):
         self.container_id = container_id
 
     def signal(self, sig: int) -> None:
+        """Sent by `runc kill` in the background: signal() is not async, and the agent's loop must not wait."""
         if self.running():
-            self.runc.kill_now(self.container_id, sig)
+            kill = asyncio.get_running_loop().create_task(self._kill(sig))
+            _KILLS.add(kill)  # the loop keeps only a weak reference to a task
+            kill.add_done_callback(_KILLS.discard)
+
+    async def _kill(self, sig: int) -> None:
+        with contextlib.suppress(OSError):  # runc gone: there is nothing to signal through
+            await self.runc.call("kill", self.container_id, str(int(sig)), timeout=KILL_TIMEOUT)
+
+
+_KILLS: set[asyncio.Task] = set()  # `runc kill`s under way
 
 
 def container_cgroup(controller: str, container_id: str, proc_cgroup: str = "/proc/self/cgroup") -> Path:
@@ -196,6 +203,8 @@ class RuncDriver(ProcessDriver):
         self.images = images
         self.runc = Runc(config.state_dir / "runc")
         self.containers: dict[str, RuncContainer] = {}  # container id -> its runner, while its pod is here
+        self._gc: asyncio.Task | None = None
+        self._gc_again = False
 
     async def prepare(self) -> None:
         check_runc()
@@ -217,11 +226,24 @@ class RuncDriver(ProcessDriver):
         return self.images.held_images()
 
     async def collect_garbage(self) -> None:
-        in_use = {c.digest for c in self.containers.values() if c.digest}
         try:
-            await self.images.collect_garbage(in_use)
+            await self.images.collect_garbage(lambda: {c.digest for c in self.containers.values() if c.digest})
         except OSError as exc:
             log.warning("image GC failed: %s", exc)
+
+    def collect_garbage_soon(self) -> None:
+        """Image GC in the background, one at a time: it waits for the cache's lock, which a pull holds for
+        minutes, and a pod's deletion must not wait behind it. Asked for during a GC, another follows it."""
+        if self._gc is not None and not self._gc.done():
+            self._gc_again = True
+            return
+        self._gc = asyncio.create_task(self._collect_garbage_while_asked(), name="image GC")
+
+    async def _collect_garbage_while_asked(self) -> None:
+        self._gc_again = True
+        while self._gc_again:
+            self._gc_again = False
+            await self.collect_garbage()
 
 
 class RuncPod(ProcessPod):
@@ -237,7 +259,7 @@ class RuncPod(ProcessPod):
 
     async def stop(self) -> None:
         await super().stop()
-        await self.driver.collect_garbage()
+        self.driver.collect_garbage_soon()
 
 
 class RuncContainer(ContainerRunner):
@@ -254,14 +276,34 @@ class RuncContainer(ContainerRunner):
         self.driver.containers[self.id] = self
 
     def _allocate_ports(self) -> dict[str, int]:
-        """The host's network: a container listens on its containerPort (hostPort, when given, must match)."""
-        ports = self.pod.driver.ports
-        return {port_key(p): ports.claim(p.host_port or p.container_port) for p in self.container.ports}
+        """The host's network: a container listens on its containerPort (hostPort, when given, must match).
+        A port another pod holds stays that pod's (the first claim wins); _config_problem names the clash."""
+        ports, holder = self.pod.driver.ports, self.pod.port_holder
+        return {port_key(p): ports.claim(p.host_port or p.container_port, holder) for p in self.container.ports}
 
     def _config_problem(self) -> str | None:
         if not self.container.image:
             return "the runc driver runs images: this container has no image"
-        return volume_problem(self.pod.pod, self.container)
+        return self._port_problem() or volume_problem(self.pod.pod, self.container)
+
+    async def _wait_for_ports(self) -> None:
+        """Wait (CreateContainerConfigError, the holder named) while another pod holds one of its host ports."""
+        before, problem = self.status, self._port_problem()
+        if problem is None:
+            return
+        self._refuse_config(problem)
+        while self._port_problem() is not None:
+            await asyncio.sleep(PORT_RETRY_SECONDS)
+        self._set(before)  # as if it had not waited: its first run is no restart
+
+    def _port_problem(self) -> str | None:
+        """Another pod on this node listens on one of its ports: it would only crash-loop on EADDRINUSE."""
+        ports = self.pod.driver.ports
+        for port in sorted(set(self.record.host_ports.values())):
+            holder = ports.holder(ports.claim(port, self.pod.port_holder))  # free again: ours now
+            if holder != self.pod.port_holder:
+                return f"host port {port} is in use by {holder}"
+        return None
 
     def _volume_dirs(self) -> dict[str, str]:
         """The pod's emptyDir directories this container mounts, made if new (they live as long as the pod)."""
@@ -276,8 +318,10 @@ class RuncContainer(ContainerRunner):
     # ------------------------------------------------------------ image
 
     async def run(self) -> None:
-        if not self.record.pid and self.status.state != "terminated" and not await self._pull_image():
-            return
+        if not self.record.pid and self.status.state != "terminated":
+            await self._wait_for_ports()
+            if not await self._pull_image():
+                return
         await super().run()
 
     async def _pull_image(self) -> bool:

@@ -130,23 +130,29 @@ async def spawn(argv: list[str], env: dict[str, str], cwd: Path, stdout: Path, s
 
 
 class PortAllocator:
-    """Host ports handed to containers; never the same one twice while it is in use."""
+    """Host ports handed to containers, each held by one pod (`namespace/name`); never the same one twice
+    while it is in use. The first claim of a port holds it: only its holder's release frees it."""
 
     def __init__(self) -> None:
-        self.taken: set[int] = set()
+        self.holders: dict[int, str] = {}
 
-    def claim(self, port: int) -> int:
-        self.taken.add(port)
+    def claim(self, port: int, holder: str = "") -> int:
+        self.holders.setdefault(port, holder)
         return port
 
-    def allocate(self) -> int:
+    def holder(self, port: int) -> str | None:
+        return self.holders.get(port)
+
+    def allocate(self, holder: str = "") -> int:
         while True:
             port = free_port()
-            if port not in self.taken:
-                return self.claim(port)
+            if port not in self.holders:
+                return self.claim(port, holder)
 
-    def release(self, ports) -> None:
-        self.taken.difference_update(ports)
+    def release(self, ports, holder: str = "") -> None:
+        for port in ports:
+            if self.holders.get(port) == holder:
+                del self.holders[port]
 
 
 # ---------------------------------------------------------------- state files

@@ -75,10 +75,9 @@ def pod_requests(pod: Pod) -> tuple[int, int]:
 # ---------------------------------------------------------------- /proc
 
 
-def process_group_sample(pgid: int, proc: str = "/proc") -> UsageSample | None:
-    """utime+stime and RSS of every live process in the group (a container's process tree); None if none is."""
-    ticks = pages = 0
-    found = False
+def process_group_samples(proc: str = "/proc") -> dict[int, UsageSample]:
+    """utime+stime and RSS of every process group on the machine, summed over its live processes (one scan)."""
+    groups: dict[int, tuple[int, int]] = {}  # pgid -> (ticks, pages)
     for entry in os.scandir(proc):
         if not entry.name.isdigit():
             continue
@@ -91,14 +90,29 @@ def process_group_sample(pgid: int, proc: str = "/proc") -> UsageSample | None:
         # utime 14, stime 15, rss 24 (proc(5)); index = field - 3.
         fields = stat[stat.rfind(")") + 2:].split()
         try:
-            if int(fields[2]) != pgid:
-                continue
-            ticks += int(fields[11]) + int(fields[12])
-            pages += int(fields[21])
-            found = True
+            pgid, ticks, pages = int(fields[2]), int(fields[11]) + int(fields[12]), int(fields[21])
         except (IndexError, ValueError):
             continue
-    return UsageSample(cpu_seconds=ticks / CLOCK_TICKS, memory_bytes=pages * PAGE_SIZE) if found else None
+        before = groups.get(pgid, (0, 0))
+        groups[pgid] = (before[0] + ticks, before[1] + pages)
+    return {pgid: UsageSample(cpu_seconds=ticks / CLOCK_TICKS, memory_bytes=pages * PAGE_SIZE)
+            for pgid, (ticks, pages) in groups.items()}
+
+
+class ProcessGroupTable:
+    """Process groups' samples from one scan of /proc shared by every container sampled in a round:
+    a round asks for each container in turn, and the scan reads every process on the machine."""
+
+    def __init__(self, proc: str = "/proc", max_age_seconds: float = 1.0):
+        self.proc = proc
+        self.max_age_seconds = max_age_seconds  # well under a round's interval, over a round's length
+        self._groups: dict[int, UsageSample] = {}
+        self._at: float | None = None
+
+    def sample(self, pgid: int, monotonic: float) -> UsageSample | None:
+        if self._at is None or not 0 <= monotonic - self._at < self.max_age_seconds:
+            self._groups, self._at = process_group_samples(self.proc), monotonic
+        return self._groups.get(pgid)
 
 
 def machine_sample(proc: str = "/proc") -> UsageSample:
@@ -148,7 +162,8 @@ class UsageReporter:
                 pass
 
     async def report(self) -> list[NodeUsage]:
-        usages = self.sample(time.monotonic(), now_rfc3339())
+        # Off the agent's loop: sampling reads /proc and cgroup files (samplers only read the workers' state).
+        usages = await asyncio.to_thread(self.sample, time.monotonic(), now_rfc3339())
         futures = [await self.log.js.publish_async(f"$KV.{USAGE_BUCKET}.{u.node}", usage_encoder.encode(u))
                    for u in usages]
         await asyncio.gather(*futures)

@@ -1,4 +1,4 @@
-"""Image references and tag -> digest pinning from the index, for the controller (pure: no I/O).
+"""Tag -> digest pinning from the index, for the controller (pure: no I/O).
 
 The controller folds image events into a `TagDigests` (it already folds the log) and calls
 `pin_template` when it records a revision: `repo:tag` becomes `repo@sha256:...`, and an image the
@@ -13,34 +13,12 @@ from __future__ import annotations
 
 import msgspec
 
+from dockyard.image_reference import ImageRef, parse_reference
 from dockyard.schemas.base import Event
 from dockyard.schemas.events import ImageDeleted, ImageIndexed, ImageRejected, ImageTagMoved
 from dockyard.schemas.manifests import PodTemplateSpec
 
 IMAGE_NOT_FOUND = "ImageNotFound"
-
-
-class ImageRef(msgspec.Struct, frozen=True):
-    repository: str
-    tag: str = ""
-    digest: str = ""
-    registry: str = ""  # host[:port] when the reference names one
-
-
-def parse_reference(ref: str) -> ImageRef:
-    """`[host[:port]/]repo[:tag][@digest]`; a bare `repo` means `repo:latest`. ValueError if empty."""
-    name, _, digest = ref.partition("@")
-    colon, slash = name.rfind(":"), name.rfind("/")
-    tag = ""
-    if colon > slash:
-        name, tag = name[:colon], name[colon + 1:]
-    registry = ""
-    first, _, rest = name.partition("/")
-    if rest and ("." in first or ":" in first or first == "localhost"):
-        registry, name = first, rest
-    if not name:
-        raise ValueError(f"{ref!r} is not an image reference (REPO:TAG or REPO@DIGEST)")
-    return ImageRef(repository=name, tag=tag or ("" if digest else "latest"), digest=digest, registry=registry)
 
 
 _IMAGE_EVENTS = (ImageIndexed, ImageTagMoved, ImageDeleted, ImageRejected)
@@ -96,8 +74,8 @@ def pin_image(image: str, index: TagDigests) -> Pinned:
     if not digest:
         message = f"image {image} is not in registry {registry} (repository {ref.repository}, tag {ref.tag})"
         return Pinned(image=image, reason=IMAGE_NOT_FOUND, message=message)
-    host = f"{ref.registry}/" if ref.registry else ""
-    return Pinned(image=f"{host}{ref.repository}@{digest}")
+    # Named in full even when written unqualified: a runtime would read a bare `repo@digest` as Docker Hub's.
+    return Pinned(image=f"{registry}/{ref.repository}@{digest}")
 
 
 def pin_template(template: PodTemplateSpec, index: TagDigests) -> PodTemplateSpec | Pinned:

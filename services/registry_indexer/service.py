@@ -29,6 +29,7 @@ NEEDS_DATABASE = False
 WEBHOOK_TOKEN_ENV = "DOCKYARD_WEBHOOK_TOKEN"
 APPEND_ATTEMPTS = 5  # re-decisions after lost races before an append is left to the next resync
 Decision = Callable[[], Event | None]  # the event an observation calls for, given the index as it is now
+APPENDED, LOST_RACE, FAILED = "appended", "lost-race", "failed"  # how one aggregate's append went
 ACTOR = Metadata(actor="registry-indexer")
 
 EVENTS = Counter("dockyard_registry_indexer_events_total", "Image and registry events appended", ["type"])
@@ -77,10 +78,13 @@ class Indexer:
                 break
             batches = self.index.record([event for _, event in decided])
             results = await asyncio.gather(*(self._append_aggregate(s, a) for s, a in batches.items()))
-            lost = {subject for subject, appended in zip(batches, results) if not appended}
-            landed += [e for _, e in decided if self.index.subject_of(e) not in lost]
-            for subject in lost:
-                APPEND_RETRIES.inc()
+            lost = {subject for subject, result in zip(batches, results) if result == LOST_RACE}
+            failed = {subject for subject, result in zip(batches, results) if result == FAILED}
+            landed += [e for _, e in decided if self.index.subject_of(e) not in lost | failed]
+            APPEND_RETRIES.inc(len(lost))
+            for subject in lost | failed:
+                # The index folded these events in before the append: forget them, so that a failed
+                # append is decided again by the next resync instead of being believed to have happened.
                 self.index.reload(subject, await self.log.read_aggregate(subject))
             decisions = [decide for decide, event in decided if self.index.subject_of(event) in lost]
             if not decisions:
@@ -92,19 +96,19 @@ class Indexer:
             log.info("%s %s", event.type_name(), msgspec.json.encode(event)[:300].decode())
         return landed
 
-    async def _append_aggregate(self, subject: str, appends: list[Append]) -> bool:
-        """Append one aggregate's events after the sequence the index last saw; False if it moved on."""
+    async def _append_aggregate(self, subject: str, appends: list[Append]) -> str:
+        """Append one aggregate's events after the sequence the index last saw: APPENDED, LOST_RACE or FAILED."""
         for start in range(0, len(appends), MAX_BATCH):
             chunk = appends[start:start + MAX_BATCH]
             chunk[0] = msgspec.structs.replace(chunk[0], expected_seq=self.index.seqs.get(subject, 0))
             try:
                 self.index.seqs[subject] = (await self.log.append_batch(chunk, ACTOR))[-1]
             except ConcurrencyConflict:
-                return False
+                return LOST_RACE
             except EventLogError as exc:
                 log.error("append to %s failed: %s", subject, exc)
-                return True  # not a race: deciding again would not help; the next resync retries
-        return True
+                return FAILED  # not a race: deciding again now would not help; the next resync retries
+        return APPENDED
 
     async def mark_reachable(self, reachable: bool, reason: str = "") -> bool:
         """Record a change of reachability; True if the registry just came back."""

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 
 import msgspec
 
+from dockyard.image_reference import canonical_name
 from dockyard.schemas.events import PodBinding
 from dockyard.schemas.manifests import Node, Pod, Taint, Toleration
 from dockyard.schemas.quantity import cpu_millis, memory_bytes
@@ -56,7 +57,7 @@ class PodRequest(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     tolerations: tuple[Toleration, ...] = ()
     group: str = ""  # "namespace/deployment" of the replicas this pod spreads against; "" for none
     shape: bytes = b""  # equal for pods that every static filter treats alike
-    images: tuple[str, ...] = ()  # its containers' images, as `image_name` normalises them (image locality)
+    images: tuple[str, ...] = ()  # its containers' images, by `canonical_name` (image locality)
 
     @property
     def key(self) -> Key:
@@ -186,13 +187,6 @@ def _incremented(table: Mapping[str, Mapping[str, int]], group: str, domain: str
 # ---------------------------------------------------------------- from manifests
 
 
-def image_name(reference: str) -> str:
-    """One spelling per image for matching pods to node images: a bare `repo` is `repo:latest`."""
-    if "@" in reference or ":" in reference.rpartition("/")[2]:
-        return reference
-    return f"{reference}:latest"
-
-
 def node_info(node: Node) -> NodeInfo:
     """A node's offer as a NodeInfo with nothing placed on it yet."""
     offer = node.status.allocatable or node.spec.capacity
@@ -208,7 +202,7 @@ def node_info(node: Node) -> NodeInfo:
         cpu_allocatable=_cpu(offer["cpu"]) if "cpu" in offer else 0,
         memory_allocatable=_memory(offer["memory"]) if "memory" in offer else 0,
         pods_allocatable=_count(offer["pods"]) if "pods" in offer else DEFAULT_MAX_PODS,
-        images={image_name(name): image.size_bytes for image in node.status.images for name in image.names},
+        images={canonical_name(name): image.size_bytes for image in node.status.images for name in image.names},
     )
 
 
@@ -241,4 +235,4 @@ def pod_request(pod: Pod, group: str = "") -> PodRequest:
     return PodRequest(namespace=pod.metadata.namespace, name=pod.metadata.name, uid=pod.metadata.uid,
                       cpu_millis=cpu, memory_bytes=memory, host_ports=tuple(sorted(set(ports))),
                       node_selector=selector, affinity_terms=terms, tolerations=spec.tolerations,
-                      group=group, shape=shape, images=tuple(image_name(c.image) for c in spec.containers))
+                      group=group, shape=shape, images=tuple(canonical_name(c.image) for c in spec.containers))

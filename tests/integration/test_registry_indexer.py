@@ -183,6 +183,35 @@ async def test_garbage_is_an_event_and_a_status_line_and_the_crawl_carries_on(st
     assert listed.stderr.count(b"warning:") == 3, listed.stderr
 
 
+async def test_an_append_the_log_refuses_is_decided_again_by_the_next_crawl(eventlog, fake_registry):
+    import dataclasses
+
+    from dockyard.eventlog import STREAM
+    from dockyard.services.registry_indexer.distribution import Registry
+    from dockyard.services.registry_indexer.index import RegistryIndex
+    from dockyard.services.registry_indexer.service import Indexer
+
+    fake = fake_registry()
+    digest = fake.image(REPO, "v1")
+    fake.catalog([REPO], {REPO: ["v1"]})
+    registry = Registry(fake.url, insecure=True)
+    indexer = Indexer(eventlog, registry, RegistryIndex(registry.name))
+    config = (await eventlog.js.stream_info(STREAM)).config
+    try:
+        # The log refuses every image event (too large for the stream): an error, not a lost race.
+        await eventlog.js.update_stream(dataclasses.replace(config, max_msg_size=64))
+        await indexer.do(("crawl",))
+        assert await image_events(eventlog) == []
+        assert indexer.index.tags == {}  # the index does not believe what the log refused
+
+        await eventlog.js.update_stream(config)
+        await indexer.do(("crawl",))
+    finally:
+        await registry.close()
+    (indexed,) = await image_events(eventlog)
+    assert indexed.type_name() == "image.indexed.v1" and indexed.digest == digest
+
+
 def notify(port: int, repository: str, tag: str, authorization: str = "") -> int:
     """POST a push notification for `repository:tag` as a registry would; the HTTP status."""
     import urllib.error

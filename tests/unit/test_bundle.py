@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import msgspec
 import pytest
 
+from dockyard.schemas.manifests import Pod
 from dockyard.services.node_agent.bundle import (
     MIN_CPU_SHARES,
     Security,
@@ -14,7 +16,7 @@ from dockyard.services.node_agent.bundle import (
     security_of,
     volume_problem,
 )
-from tests.builders import make_pod
+from tests.builders import make_pod, pod_manifest
 
 IMAGE = {"config": {"Entrypoint": ["/bin/app"], "Cmd": ["--serve"], "Env": ["PATH=/bin", "MODE=image"],
                     "WorkingDir": "/srv"}}
@@ -98,8 +100,10 @@ def test_security_context_is_read_with_kubernetes_defaults():
 
 
 def pod_with_volumes(mounts, volumes):
-    return make_pod("web-1", containers=[{"name": "main", "image": "app:1", "volumeMounts": mounts}],
-                    volumes=volumes)
+    """Not validated: the agent may see pods the API server's validation never saw (events written otherwise)."""
+    manifest = pod_manifest("web-1", containers=[{"name": "main", "image": "app:1", "volumeMounts": mounts}],
+                            volumes=volumes)
+    return msgspec.convert(manifest, Pod)
 
 
 def test_empty_dirs_are_mounted_from_the_pods_directory_or_memory():
@@ -121,7 +125,10 @@ def test_empty_dirs_are_mounted_from_the_pods_directory_or_memory():
     ([{"name": "v", "mountPath": "/a/../b"}], [{"name": "v", "emptyDir": {}}], "must be absolute"),
     ([{"name": "v", "mountPath": "/x"}], [{"name": "v"}], "no emptyDir volume"),
     ([{"name": "v", "mountPath": "/x"}], [{"name": "v", "emptyDir": {"medium": "Disk"}}], "medium 'Disk'"),
-], ids=["unknown", "relative", "dot-dot", "no-source", "medium"])
+    ([{"name": "/etc", "mountPath": "/x"}], [{"name": "/etc", "emptyDir": {}}], "must be a DNS-1123 label"),
+    ([{"name": "../../..", "mountPath": "/x"}], [{"name": "../../..", "emptyDir": {}}], "must be a DNS-1123 label"),
+    ([{"name": "", "mountPath": "/x"}], [{"name": "", "emptyDir": {}}], "must be a DNS-1123 label"),
+], ids=["unknown", "relative", "dot-dot", "no-source", "medium", "name-absolute", "name-dot-dot", "name-empty"])
 def test_bad_volume_mounts_are_named(mounts, volumes, says):
     pod = pod_with_volumes(mounts, volumes)
     assert says in volume_problem(pod, pod.spec.containers[0])

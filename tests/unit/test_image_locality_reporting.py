@@ -87,3 +87,11 @@ def test_a_report_on_its_way_is_not_repeated():
     reporter = ImageReporter(None, view, ("n1",), driver.held_images_on, meta=None)
     reporter.sent["n1"] = view.node_seq["n1"] + 1  # appended, not yet read back by the view
     assert reporter.changed() == []
+
+
+def test_a_hollow_node_reports_canonical_names_like_a_runc_node():
+    driver = HollowDriver()
+    driver.worker_for(pod_on("n1", "busybox:1.36"), lambda: None)
+    driver.worker_for(pod_on("n1", "docker.io/library/busybox:1.36", "same-image"), lambda: None)
+    (held,) = driver.held_images_on("n1")
+    assert held.names == ("docker.io/library/busybox:1.36",)

@@ -448,6 +448,41 @@ REFUSED = [
         'spec.taints[0].effect: "NoPlease" is not one of NoSchedule, PreferNoSchedule, NoExecute',
     ),
     (
+        "volume-name-a-path",
+        make_pod(volumes=[{"name": "/etc", "emptyDir": {}}]),
+        'spec.volumes[0].name: "/etc" is not a DNS-1123 label',
+    ),
+    (
+        "volume-name-dot-dot",
+        make_pod(volumes=[{"name": "../../..", "emptyDir": {}}]),
+        'spec.volumes[0].name: "../../.." is not a DNS-1123 label',
+    ),
+    (
+        "duplicate-volume-names",
+        make_pod(volumes=[{"name": "data", "emptyDir": {}}, {"name": "data", "emptyDir": {}}]),
+        'spec.volumes[1].name: "data" is already the name of another volume',
+    ),
+    (
+        "empty-dir-medium-unknown",
+        make_pod(volumes=[{"name": "data", "emptyDir": {"medium": "HugePages"}}]),
+        'spec.volumes[0].emptyDir.medium: "HugePages" is not "" (the node\'s disk) or "Memory"',
+    ),
+    (
+        "volume-mount-name-a-path",
+        make_pod(containers=[make_container(volumeMounts=[{"name": "../x", "mountPath": "/data"}])]),
+        'spec.containers[0].volumeMounts[0].name: "../x" is not a DNS-1123 label',
+    ),
+    (
+        "volume-mount-path-relative",
+        make_deployment(containers=[make_container(volumeMounts=[{"name": "data", "mountPath": "data"}])]),
+        f'{CONTAINER}.volumeMounts[0].mountPath: "data" must be an absolute path without \'..\'',
+    ),
+    (
+        "volume-mount-path-dot-dot",
+        make_pod(containers=[make_container(volumeMounts=[{"name": "data", "mountPath": "/data/../etc"}])]),
+        'spec.containers[0].volumeMounts[0].mountPath: "/data/../etc" must be an absolute path without \'..\'',
+    ),
+    (
         "toleration-exists-with-value",
         make_pod(tolerations=[{"key": "dedicated", "operator": "Exists", "value": "gpu"}]),
         "spec.tolerations[0].value: must be empty when operator is Exists",

@@ -27,7 +27,7 @@ GONE = index(("reg:5000", "team/web", "1.0", D1), ("reg:5000", "team/web", "1.0"
 
 @pytest.mark.parametrize("image, digests, pinned, reason", [
     ("reg:5000/team/web:1.0", ONE, f"reg:5000/team/web@{D1}", ""),
-    ("team/web:1.0", ONE, f"team/web@{D1}", ""),
+    ("team/web:1.0", ONE, f"reg:5000/team/web@{D1}", ""),
     ("reg:5000/team/web:2.0", ONE, "reg:5000/team/web:2.0", IMAGE_NOT_FOUND),
     ("reg:5000/other:1.0", ONE, "reg:5000/other:1.0", IMAGE_NOT_FOUND),
     ("team/web:2.0", ONE, "team/web:2.0", IMAGE_NOT_FOUND),
@@ -68,3 +68,9 @@ def test_a_template_is_pinned_container_by_container_or_names_the_missing_image(
 
     untouched = make_deployment(image="nginx:1.27").spec.template
     assert pin_template(untouched, ONE) == untouched
+
+
+def test_an_unqualified_image_is_pinned_with_the_registry_that_holds_it():
+    # A bare `app@sha256:...` would be pulled from Docker Hub by a runtime, not from the indexed registry.
+    digests = index(("localhost:5000", "app", "v1", D1))
+    assert pin_image("app:v1", digests).image == f"localhost:5000/app@{D1}"

@@ -240,13 +240,13 @@ def test_a_tag_is_pinned_to_its_digest_and_an_unknown_image_is_image_not_found()
     digests = TagDigests()
     first, second = "sha256:" + "1" * 64, "sha256:" + "2" * 64
     digests.evolve(ImageIndexed(registry="reg:5000", repository=REPO, tag="v1", digest=first, media_type="x"))
-    assert pin_image(f"{REPO}:v1", digests).image == f"{REPO}@{first}"
+    assert pin_image(f"{REPO}:v1", digests).image == f"reg:5000/{REPO}@{first}"
     assert pin_image(f"reg:5000/{REPO}:v1", digests).image == f"reg:5000/{REPO}@{first}"
     assert pin_image(f"{REPO}@{second}", digests).image == f"{REPO}@{second}"
 
     digests.evolve(ImageTagMoved(registry="reg:5000", repository=REPO, tag="v1", digest=second,
                                  previous_digest=first, media_type="x"))
-    assert pin_image(f"{REPO}:v1", digests).image == f"{REPO}@{second}"
+    assert pin_image(f"{REPO}:v1", digests).image == f"reg:5000/{REPO}@{second}"
 
     missing = pin_image(f"{REPO}:v9", digests)
     assert missing.reason == IMAGE_NOT_FOUND and missing.image == f"{REPO}:v9" and "v9" in missing.message

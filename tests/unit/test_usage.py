@@ -8,12 +8,13 @@ import pytest
 
 from dockyard.schemas.usage import NodeUsage, PodUsage
 from dockyard.services.node_agent.usage import (
+    ProcessGroupTable,
     UsageReporter,
     UsageSample,
     cpu_rate_millis,
     machine_sample,
     pod_requests,
-    process_group_sample,
+    process_group_samples,
     synthetic_sample,
     usage_share,
 )
@@ -80,9 +81,32 @@ def test_a_measured_machine_is_the_node():
 
 
 def test_this_process_group_is_measured_from_proc():
-    sample = process_group_sample(os.getpgrp())
+    groups = process_group_samples()
+    sample = groups.get(os.getpgrp())
     assert sample is not None and sample.cpu_seconds > 0 and sample.memory_bytes > 1 << 20
-    assert process_group_sample(2 ** 22 + 7) is None
+    assert 2 ** 22 + 7 not in groups
+
+
+def fake_process(proc, pid: int, pgid: int, utime: int, rss_pages: int) -> None:
+    # proc(5): pid (comm) state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt utime stime
+    # ... rss is field 24. The command name may hold spaces and ')'.
+    fields = ["S", "1", str(pgid), *["0"] * 8, str(utime), "5", *["0"] * 8, str(rss_pages)]
+    (proc / str(pid)).mkdir(exist_ok=True)
+    (proc / str(pid) / "stat").write_text(f"{pid} (a) b) {' '.join(fields)}\n")
+
+
+def test_process_groups_are_summed_from_one_scan_per_round(tmp_path):
+    fake_process(tmp_path, 10, 10, utime=100, rss_pages=3)
+    fake_process(tmp_path, 11, 10, utime=50, rss_pages=2)
+    fake_process(tmp_path, 20, 20, utime=1, rss_pages=1)
+    (tmp_path / "self").mkdir()
+    table = ProcessGroupTable(str(tmp_path), max_age_seconds=1.0)
+    ticks, page = os.sysconf("SC_CLK_TCK"), os.sysconf("SC_PAGE_SIZE")
+    assert table.sample(10, monotonic=50.0) == UsageSample(cpu_seconds=160 / ticks, memory_bytes=5 * page)
+    fake_process(tmp_path, 21, 20, utime=4, rss_pages=1)
+    assert table.sample(20, monotonic=50.5) == UsageSample(cpu_seconds=6 / ticks, memory_bytes=page)  # same scan
+    assert table.sample(20, monotonic=51.5) == UsageSample(cpu_seconds=15 / ticks, memory_bytes=2 * page)
+    assert table.sample(30, monotonic=51.6) is None
 
 
 def test_the_machine_from_proc_stat_and_meminfo(tmp_path):
