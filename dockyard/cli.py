@@ -52,7 +52,7 @@ def run_async(coro_fn: Callable[..., Any], *args: Any) -> int:
     async def runner() -> int:
         client = await _client()
         try:
-            return await coro_fn(client, *args) or 0
+            return await client.while_connected(coro_fn(client, *args)) or 0
         finally:
             await client.close()
 
@@ -409,8 +409,14 @@ def cmd_schemas(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace, rest: list[str]) -> int:
     from dockyard.services.runner import SERVICES, main as run_main
 
+    known = ", ".join(sorted(SERVICES))
+    if args.service is None and rest in (["-h"], ["--help"]):
+        print(f"usage: dockyard run SERVICE [--help | FLAG...]\n\nservices: {known}")
+        return 0
+    if args.service is None:
+        raise CliError(f"give a service to run (known: {known})")
     if args.service not in SERVICES:
-        raise CliError(f'unknown service "{args.service}" (known: {", ".join(sorted(SERVICES))})')
+        raise CliError(f'unknown service "{args.service}" (known: {known})')
     run_main(args.service, rest)
     return 0
 
@@ -531,8 +537,10 @@ def build_parser() -> argparse.ArgumentParser:
     cli_top.add_parsers(sub, add_namespace)
     cli_integrations.add_integrations_parser(sub)
 
-    run = sub.add_parser("run", help="run one service in the foreground")
-    run.add_argument("service")
+    # No -h of its own: `dockyard run NAME --help` is the service's, which lists its flags.
+    run = sub.add_parser("run", help="run one service in the foreground (`run NAME --help`: its flags)",
+                         add_help=False)
+    run.add_argument("service", nargs="?")
 
     console = sub.add_parser("console", help="the terminal UI: live views, filters and actions")
     console.add_argument("--readonly", action="store_true", help="refuse every action that changes the cluster")
@@ -558,6 +566,8 @@ def dispatch(args: argparse.Namespace, rest: list[str]) -> int:
     if args.command == "events" and cli_integrations.wants_transfer(args):
         return run_async(cli_integrations.cmd_events_transfer, args)
     if args.command == "up":
+        if args.hollow_nodes < 0:
+            raise CliError("--hollow-nodes: must be 0 or more")
         return stack.up(config.home(), args.detach, args.hollow_nodes, args.local_node, up_registry(args))
     if args.command == "down":
         return stack.down(config.home())

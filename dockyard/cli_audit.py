@@ -9,8 +9,8 @@ import sys
 import msgspec
 
 from dockyard import audit, cli, config, printers
+from dockyard.client import ApiClient
 from dockyard.db import async_engine
-from dockyard.eventlog import EventLog
 from dockyard.schemas.manifests import KIND_ALIASES
 
 HEADERS = ["TIME", "ACTOR", "VERB", "OBJECT", "RESULT", "SUMMARY/REASON"]
@@ -80,7 +80,7 @@ async def list_trail(query: audit.AuditQuery, output: str) -> int:
 
 
 async def verify_trail() -> int:
-    log = await EventLog.connect(config.nats_url(), name="dockyard-audit")
+    log = await ApiClient.connect_log(config.nats_url())
     engine = async_engine(config.database_url(), pool_size=1)
     try:
         result = await audit.verify(log, engine)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import getpass
+import os
 import uuid
-from typing import Any
+from collections.abc import Awaitable
+from typing import Any, TypeVar
 
 import msgspec
 import nats.errors
@@ -28,8 +30,24 @@ class Unreachable(Exception):
     """Nothing answered: the stack is down or the api is not running."""
 
 
+# nats-py counts the first connect too: 3 tries a second apart, then the same grace when a
+# connection drops (a watch across a restart of NATS survives it; across `dockyard down` it ends).
+CLI_CONNECT_ATTEMPTS = 2
+T = TypeVar("T")
+
 _reply_decoder = msgspec.json.Decoder(api.Reply)
 _encoder = msgspec.json.Encoder()
+
+
+def connect_failure(exc: BaseException) -> str:
+    """Why a connection attempt failed, in a few words: `connection refused`, not a repr."""
+    if isinstance(exc, OSError) and exc.errno and exc.errno > 0:
+        return os.strerror(exc.errno).lower()
+    if isinstance(exc, OSError) and exc.strerror:  # getaddrinfo's negative codes
+        return exc.strerror.lower()
+    if isinstance(exc, (asyncio.TimeoutError, nats.errors.TimeoutError)):
+        return "no answer in time"
+    return str(exc) or exc.__class__.__name__
 
 
 def current_actor() -> str:
@@ -44,18 +62,56 @@ class ApiClient:
         self.log = log
         self.actor = actor or current_actor()
         self.timeout = timeout
+        self.connection_lost = asyncio.Event()  # set by `connect`'s client once its reconnects run out
+
+    async def while_connected(self, awaitable: Awaitable[T]) -> T:
+        """`await awaitable`, or Unreachable once the connection is gone for good (a follow would wait for ever)."""
+        work = asyncio.ensure_future(awaitable)
+        lost = asyncio.ensure_future(self.connection_lost.wait())
+        try:
+            await asyncio.wait({work, lost}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            lost.cancel()
+        if not work.done():
+            work.cancel()
+            await asyncio.gather(work, return_exceptions=True)
+            raise Unreachable("lost the connection to the stack")
+        if not work.cancelled() and work.exception() is not None and self.log.nc.is_closed:
+            # It failed because the connection closed under it, before the closing was reported.
+            raise Unreachable("lost the connection to the stack") from work.exception()
+        return work.result()
 
     @classmethod
     async def connect(cls, url: str, **kwargs: Any) -> ApiClient:
+        """A connection for one command: it gives up after a few attempts, quietly, at first and later."""
+        failures: list[Exception] = []
+        lost = asyncio.Event()
+
+        async def failed(exc: Exception) -> None:
+            failures.append(exc)
+
+        async def closed() -> None:
+            lost.set()
+
         try:
-            log = await EventLog.connect(url, name="dockyard-cli", max_reconnect_attempts=0,
-                                         allow_reconnect=False, connect_timeout=3)
-        except (nats.errors.NoServersError, OSError) as exc:
-            raise Unreachable(f"cannot reach NATS at {url}: is the stack up? (`dockyard status`)") from exc
-        return cls(log, **kwargs)
+            log = await EventLog.connect(url, name="dockyard-cli", max_reconnect_attempts=CLI_CONNECT_ATTEMPTS,
+                                         reconnect_time_wait=1, connect_timeout=3, error_cb=failed,
+                                         closed_cb=closed)
+        except (nats.errors.Error, OSError, asyncio.TimeoutError) as exc:
+            reason = connect_failure(failures[-1] if failures else exc)
+            raise Unreachable(f"cannot reach NATS at {url} ({reason}): is the stack up? (`dockyard status`)") \
+                from exc
+        client = cls(log, **kwargs)
+        client.connection_lost = lost
+        return client
 
     async def close(self) -> None:
         await self.log.close()
+
+    @classmethod
+    async def connect_log(cls, url: str) -> EventLog:
+        """The event log alone, connected as a command connects: Unreachable after a few attempts."""
+        return (await cls.connect(url)).log
 
     async def _call(self, subject: str, request: msgspec.Struct) -> api.Reply:
         try:
@@ -126,7 +182,7 @@ class ApiClient:
         consumer left off; each event is acknowledged when the loop asks for the next. Options:
         `deliver` ("new", "all" or a stream sequence: where a new durable starts), `ack_wait`,
         `batch`, `max_ack_pending`. A long-lived subscriber should connect with reconnects on
-        (`ApiClient(await EventLog.connect(url))`), which `ApiClient.connect` turns off for the CLI.
+        (`ApiClient(await EventLog.connect(url))`); `ApiClient.connect` gives up after a few attempts.
         """
         return EventStream(Subscription(self.log, pattern, durable, **options))
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import msgspec
 from sqlalchemy import text
 
+from dockyard.client import ApiClient
 from dockyard.db import async_engine
-from dockyard.eventlog import EventLog
 
 PHASES = ("Pending", "Running", "Succeeded", "Failed", "Unknown")
 _READY = '[{"type": "Ready", "status": "True"}]'
@@ -41,7 +41,7 @@ async def _read_models(database_url: str) -> tuple[int, int, dict[str, int], dic
 async def _lags(nats_url: str, database_url: str) -> dict[str, int]:
     from dockyard.services.projector.admin import status_rows
 
-    log = await EventLog.connect(nats_url, name="dockyard-status")
+    log = await ApiClient.connect_log(nats_url)
     engine = async_engine(database_url, pool_size=1)
     try:
         return {name: int(lag) for name, _, _, lag in await status_rows(log, engine)}

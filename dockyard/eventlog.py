@@ -377,6 +377,11 @@ class PullInbox:
 Handler = Callable[[list[EventRecord], int], Awaitable[None]]
 
 
+async def _log_connection_error(exc: Exception) -> None:
+    # One line per failure: nats-py's default prints a traceback for every refused reconnect.
+    log.warning("NATS: %s", str(exc) or exc.__class__.__name__)
+
+
 class EventLog:
     """A connection to the log. Use `await EventLog.connect(url)`; close with `close()`."""
 
@@ -390,8 +395,14 @@ class EventLog:
 
     @classmethod
     async def connect(cls, url: str, name: str = "dockyard", **options: Any) -> EventLog:
+        """Connect, retrying for ever by default (services are supervised; the console shows a banner).
+
+        nats-py applies `max_reconnect_attempts` to the first connect too: a short-lived caller that
+        must give up passes a small positive number (0 would also mean "for ever").
+        """
         options.setdefault("max_reconnect_attempts", -1)
         options.setdefault("reconnect_time_wait", 0.5)
+        options.setdefault("error_cb", _log_connection_error)
         # A cluster's seed list, `nats://a:4222,nats://b:4222`: any of them will do to start.
         servers = [part.strip() for part in url.split(",")] if "," in url else url
         nc = await nats.connect(servers, name=name, **options)

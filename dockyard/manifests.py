@@ -36,6 +36,7 @@ from dockyard.schemas.manifests import (
     Probe,
     Resource,
     ResourceRequirements,
+    SecurityContext,
     Toleration,
     Volume,
     VolumeMount,
@@ -618,6 +619,7 @@ def _pod_spec_errors(spec: PodSpec, path: str) -> Iterator[str]:
             yield f"{container_path}.name: {_quoted(container.name)} is already the name of another container"
         seen_names.add(container.name)
         yield from _container_errors(container, container_path)
+        yield from _mount_volume_errors(container, container_path, {volume.name for volume in spec.volumes})
     yield from _choice_errors(f"{path}.restartPolicy", spec.restart_policy, RESTART_POLICIES)
     yield from _labels_errors(f"{path}.nodeSelector", spec.node_selector)
     if spec.node_name:
@@ -642,6 +644,12 @@ def _volumes_errors(volumes: tuple[Volume, ...], path: str) -> Iterator[str]:
             yield f'{volume_path}.emptyDir.medium: {medium} is not "" (the node\'s disk) or "Memory"'
 
 
+def _mount_volume_errors(container: Container, path: str, volume_names: set[str]) -> Iterator[str]:
+    for index, mount in enumerate(container.volume_mounts):
+        if mount.name not in volume_names:
+            yield f"{path}.volumeMounts[{index}].name: {_quoted(mount.name)} is not a volume of the pod"
+
+
 def _container_errors(container: Container, path: str) -> Iterator[str]:
     yield from _name_errors(f"{path}.name", container.name, DNS_LABEL)
     yield from _choice_errors(f"{path}.imagePullPolicy", container.image_pull_policy, IMAGE_PULL_POLICIES)
@@ -653,6 +661,8 @@ def _container_errors(container: Container, path: str) -> Iterator[str]:
     for index, mount in enumerate(container.volume_mounts):
         yield from _volume_mount_errors(mount, f"{path}.volumeMounts[{index}]")
     yield from _requirements_errors(container.resources, f"{path}.resources")
+    if container.security_context is not None:
+        yield from _security_context_errors(container.security_context, f"{path}.securityContext")
     for name, probe in (
         ("livenessProbe", container.liveness_probe),
         ("readinessProbe", container.readiness_probe),
@@ -660,6 +670,13 @@ def _container_errors(container: Container, path: str) -> Iterator[str]:
     ):
         if probe is not None:
             yield from _probe_errors(probe, f"{path}.{name}", must_succeed_once=name != "readinessProbe")
+
+
+def _security_context_errors(context: SecurityContext, path: str) -> Iterator[str]:
+    # runc takes a uid/gid as an unsigned number: a negative one fails only when the container starts.
+    for name, value in (("runAsUser", context.run_as_user), ("runAsGroup", context.run_as_group)):
+        if value is not None:
+            yield from _range_errors(f"{path}.{name}", value, 0)
 
 
 def _port_errors(port: ContainerPort, path: str) -> Iterator[str]:

@@ -173,10 +173,13 @@ def _block(title: str, values: list[str], width: int = 20) -> list[str]:
 
 def _container_state(status: Obj, indent: str) -> list[str]:
     """A container's state, last state, readiness and restarts, as `kubectl describe pod` shows them."""
-    def state(title: str, name: str, reason: str, exit_code: Any, signal: int = 0, started: str = "") -> list[str]:
+    def state(title: str, name: str, reason: str, exit_code: Any, signal: int = 0, started: str = "",
+              message: str = "") -> list[str]:
         lines = [f"{indent}  {title + ':':<16}{name.capitalize() if name else 'Waiting'}"]
         if reason:
             lines.append(f"{indent}    {'Reason:':<14}{reason}")
+        if message:
+            lines.append(f"{indent}    {'Message:':<14}{message}")
         if exit_code is not None:
             lines.append(f"{indent}    {'Exit Code:':<14}{exit_code}")
         if signal:
@@ -186,7 +189,7 @@ def _container_state(status: Obj, indent: str) -> list[str]:
         return lines
 
     lines = state("State", status.get("state", "waiting"), status.get("reason", ""), status.get("exitCode"),
-                  status.get("signal", 0), status.get("startedAt", ""))
+                  status.get("signal", 0), status.get("startedAt", ""), status.get("message", ""))
     if status.get("lastState"):
         lines += state("Last State", status["lastState"], status.get("lastReason", ""), status.get("lastExitCode"))
     lines.append(f"{indent}  {'Ready:':<16}{'True' if status.get('ready') else 'False'}")

@@ -53,6 +53,10 @@ def service_arguments(root: Path, hollow_nodes: int, local_node: bool = True,
     return arguments
 
 
+def say_local_node(driver: tuple[str, str]) -> None:
+    _say(f"local node: the {driver[0]} driver ({driver[1]})")
+
+
 class StackError(Exception):
     """The stack could not be brought up or down; the message says what to look at."""
 
@@ -86,7 +90,7 @@ class Supervisor:
         database_url = config.normalise_database_url(os.environ.get("DOCKYARD_DATABASE_URL", "")) \
             or self._start_postgres()
         if "node-agent" in self.arguments:
-            _say(f"local node: the {self.node_driver[0]} driver ({self.node_driver[1]})")
+            say_local_node(self.node_driver)
         _say("applying migrations (alembic upgrade head)")
         migrate(database_url)
         asyncio.run(_ensure_streams(nats_url))
@@ -267,6 +271,8 @@ def _up_detached(root: Path, hollow_nodes: int, local_node: bool, registry: Regi
     while time.monotonic() < deadline:
         info = config.read_stack(root)
         if info and info.ready and info.supervisor_pid == proc.pid:
+            if local_node:  # the supervisor decided the same way, on this machine as this user
+                say_local_node(local_node_driver())
             print_summary(info)
             return 0
         if proc.poll() is not None:

@@ -237,6 +237,7 @@ class ContainerStatus(ManifestStruct, kw_only=True):
     restart_count: int = 0
     state: str = "waiting"
     reason: str = ""
+    message: str = ""  # why it waits, in words (kubectl's state.waiting.message); "" once it runs
     exit_code: int | None = None
     signal: int = 0  # the signal that ended the run: exit code 128 + N, as runc and Docker report a signal
     started_at: str = ""

@@ -185,6 +185,7 @@ def pods() -> st.SearchStrategy[Pod]:
                 ready=st.booleans(),
                 restart_count=st.integers(0, 5),
                 state=st.sampled_from(["waiting", "running", "terminated"]),
+                message=st.just("") | st.text(max_size=20),
                 exit_code=st.none() | st.integers(0, 255),
             ),
             max_size=2,

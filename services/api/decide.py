@@ -53,10 +53,18 @@ def _keep_server_fields(current: Resource, incoming: Resource) -> Resource:
     return incoming
 
 
+def _refuse_pod_spec_change(current: Pod, incoming: Pod) -> None:
+    """Like Kubernetes: a pod's containers run the spec they started with, so an edit would silently not apply."""
+    what = ", ".join(_spec_changes(current, incoming))
+    raise Refusal("Invalid", f'Pod "{current.metadata.name}" is invalid: spec: Forbidden: a pod\'s spec cannot change'
+                             f" once created ({what}); delete and re-create the pod, or use a Deployment")
+
+
 def decide_apply(current: Resource | None, incoming: Resource, *, now: str, new_uid: str) -> tuple[str, Event | None]:
     """created / configured / unchanged, and the event that says so (None when unchanged).
 
     A changed spec bumps metadata.generation; a change of labels or annotations does not.
+    A pod's spec is fixed once created (its node is set by scheduling, not by apply): changing it is a Refusal.
     """
     created, updated, _ = LIFECYCLE[incoming.kind]
     if current is None:
@@ -64,6 +72,8 @@ def decide_apply(current: Resource | None, incoming: Resource, *, now: str, new_
         return CREATED, _event(created, _replace(incoming, metadata=meta))
     incoming = _keep_server_fields(current, incoming)
     spec_changed = incoming.spec != current.spec
+    if spec_changed and isinstance(current, Pod):
+        _refuse_pod_spec_change(current, incoming)
     meta_changed = (incoming.metadata.labels, incoming.metadata.annotations) != (
         current.metadata.labels,
         current.metadata.annotations,

@@ -56,6 +56,7 @@ from dockyard.services.node_agent.status import (
     container_created,
     run_ended,
     run_started,
+    waiting,
     with_ready,
 )
 from dockyard.services.node_agent.usage import ProcessGroupTable, UsageSample, machine_sample
@@ -292,7 +293,7 @@ class ContainerRunner:
         """A container that cannot run as given waits (the pod stays Pending) instead of crash-looping."""
         log.warning("%s/%s container %s: %s", self.record.namespace, self.record.pod, self.container.name, problem)
         self._note_in_log(problem)
-        self._set(_replace(self.status, state="waiting", reason=CREATE_CONTAINER_CONFIG_ERROR, ready=False))
+        self._set(waiting(self.status, CREATE_CONTAINER_CONFIG_ERROR, problem))
 
     def _note_in_log(self, problem: str) -> None:
         """The agent's own word on a container goes where `dockyard logs` shows it."""

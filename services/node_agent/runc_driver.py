@@ -19,8 +19,6 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
-import msgspec
-
 from dockyard.schemas.manifests import Container, ContainerImage, ContainerStatus, Pod, Probe
 from dockyard.services.node_agent.bundle import (
     BundleError,
@@ -44,7 +42,7 @@ from dockyard.services.node_agent.logs import LogPublisher
 from dockyard.services.node_agent.process_driver import ContainerRunner, ProcessDriver, ProcessDriverConfig, ProcessPod
 from dockyard.services.node_agent.restarts import restart_delay
 from dockyard.services.node_agent.runtime import ContainerProcess, ContainerRecord, spawn
-from dockyard.services.node_agent.status import backing_off
+from dockyard.services.node_agent.status import backing_off, waiting
 from dockyard.services.node_agent.usage import UsageSample
 
 log = logging.getLogger(__name__)
@@ -337,14 +335,15 @@ class RuncContainer(ContainerRunner):
                 self._note_in_log(f"pulling image {self.container.image!r}: {exc}")
                 log.warning("%s/%s container %s: %s", self.record.namespace, self.record.pod,
                             self.container.name, exc)
-                self._set(_waiting(self.status, exc.reason))
+                self._set(_waiting(self.status, exc.reason, str(exc)))
                 if exc.reason == INVALID_IMAGE_NAME:
                     return False
             backoff = self.config.backoff
             delay = max(restart_delay(attempts + 1, backoff.base, backoff.maximum), 1.0)
             await asyncio.sleep(1.0)  # long enough for ErrImagePull to be reported, as kubelet shows it first
             if self.status.reason == ERR_IMAGE_PULL:
-                self._set(_waiting(self.status, IMAGE_PULL_BACK_OFF))
+                self._set(_waiting(self.status, IMAGE_PULL_BACK_OFF,
+                                   f'Back-off pulling image "{self.container.image}": {self.status.message}'))
             await asyncio.sleep(delay - 1.0)
 
     # ------------------------------------------------------------ one run
@@ -421,7 +420,7 @@ def _recorded_digest(bundle: Path) -> str:
         return ""
 
 
-def _waiting(status: ContainerStatus, reason: str) -> ContainerStatus:
+def _waiting(status: ContainerStatus, reason: str, message: str) -> ContainerStatus:
     """Waiting for its image; a container that ran before keeps that run as lastState."""
     status = backing_off(status) if status.state == "terminated" else status
-    return msgspec.structs.replace(status, state="waiting", reason=reason, ready=False)
+    return waiting(status, reason, message)

@@ -57,10 +57,15 @@ def _remember_exit(status: ContainerStatus) -> ContainerStatus:
     return _replace(status, last_state="terminated", last_reason=status.reason, last_exit_code=status.exit_code)
 
 
+def waiting(status: ContainerStatus, reason: str, message: str = "") -> ContainerStatus:
+    """Waiting to run, and why: kubelet's state.waiting reason and message."""
+    return _replace(status, state="waiting", reason=reason, message=message, ready=False)
+
+
 def run_started(status: ContainerStatus, started_at: str, restarted: bool) -> ContainerStatus:
     status = _remember_exit(status)
-    return _replace(status, state="running", reason="", exit_code=None, signal=0, started_at=started_at, ready=False,
-                    restart_count=status.restart_count + (1 if restarted else 0))
+    return _replace(status, state="running", reason="", message="", exit_code=None, signal=0, started_at=started_at,
+                    ready=False, restart_count=status.restart_count + (1 if restarted else 0))
 
 
 def signal_of(exit_code: int | None) -> int:
@@ -69,14 +74,14 @@ def signal_of(exit_code: int | None) -> int:
 
 
 def run_ended(status: ContainerStatus, exit_code: int | None, reason: str = "") -> ContainerStatus:
-    return _replace(status, state="terminated", reason=reason or terminated_reason(exit_code), exit_code=exit_code,
-                    signal=signal_of(exit_code), ready=False)
+    return _replace(status, state="terminated", reason=reason or terminated_reason(exit_code), message="",
+                    exit_code=exit_code, signal=signal_of(exit_code), ready=False)
 
 
 def backing_off(status: ContainerStatus) -> ContainerStatus:
     """Waiting out the back-off after a run ended: CrashLoopBackOff, the run kept as lastState."""
     status = _remember_exit(status)
-    return _replace(status, state="waiting", reason=CRASH_LOOP_BACK_OFF, exit_code=None, signal=0, ready=False)
+    return _replace(waiting(status, CRASH_LOOP_BACK_OFF), exit_code=None, signal=0)
 
 
 def with_ready(status: ContainerStatus, ready: bool) -> ContainerStatus:

@@ -8,6 +8,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from dockyard.client import ApiClient
 from dockyard.db import CHECKPOINTS_TABLE, async_engine
 from dockyard.eventlog import STREAM, EventLog, EventRecord
 from dockyard.printers import format_table
@@ -49,7 +50,7 @@ async def status_rows(log: EventLog, engine: AsyncEngine) -> list[list[str]]:
 
 
 async def print_status(nats_url: str, database_url: str) -> int:
-    log = await EventLog.connect(nats_url, name="dockyard-cli")
+    log = await ApiClient.connect_log(nats_url)
     engine = async_engine(database_url, pool_size=1)
     try:
         print(format_table(["PROJECTION", "POSITION", "STREAM-LAST", "LAG"], await status_rows(log, engine)))
@@ -89,7 +90,7 @@ async def rebuild(nats_url: str, database_url: str, name: str) -> int:
         raise RebuildError(f'unknown projection "{name}" (known: {", ".join(PROJECTIONS)})')
     projection = PROJECTIONS[name]
     fresh, checkpoint = f"{projection.table}__rebuild", f"{projection.name}__rebuild"
-    log = await EventLog.connect(nats_url, name="dockyard-rebuild")
+    log = await ApiClient.connect_log(nats_url)
     engine = async_engine(database_url, pool_size=2)
     started = time.monotonic()
     try:

@@ -237,3 +237,104 @@ def test_projections_status_and_rebuild_from_the_cli(stack_env, tmp_path):
     assert "swapped in" in rebuilt
     assert ok(dockyard(stack_env, "get", "pods", "-o", "name")).strip() == "pod/kept"
     assert 'unknown projection "nope"' in refused(dockyard(stack_env, "projections", "rebuild", "nope"))
+
+
+def _no_stack_env(tmp_path: Path, nats_url: str) -> dict:
+    return {"PATH": "/usr/bin:/bin", "DOCKYARD_HOME": str(tmp_path / "none"), "HOME": str(tmp_path),
+            "DOCKYARD_NATS_URL": nats_url}
+
+
+@pytest.mark.parametrize("command, url", [(("get", "pods"), "closed"), (("top", "nodes"), "closed"),
+                                          (("top", "nodes"), "notaurl")])
+def test_unreachable_nats_is_a_clear_error(tmp_path, command, url):
+    from dockyard.servers import free_port
+
+    url = f"nats://127.0.0.1:{free_port()}" if url == "closed" else url  # nobody listens there
+    stderr = refused(dockyard(_no_stack_env(tmp_path, url), *command, timeout=30))
+    assert stderr.startswith(f"error: cannot reach NATS at {url} (")
+    assert len(stderr.splitlines()) == 1, stderr  # no nats-py error lines before it
+
+
+def _wait_for_client(server, name: str) -> None:
+    """Until a client called `name` holds a subscription on `server` (the follow is under way)."""
+    import urllib.request
+
+    for _ in range(300):
+        with urllib.request.urlopen(f"{server.monitor_url}/connz?subs=1", timeout=5) as reply:
+            connections = json.loads(reply.read())["connections"] or []
+        if any(c.get("name") == name and c.get("subscriptions") for c in connections):
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"{name} never subscribed")
+
+
+def test_follow_ends_with_an_error_when_nats_goes_away(tmp_path):
+    import asyncio
+
+    from dockyard.eventlog import EventLog
+    from dockyard.servers import NatsServer
+
+    server = NatsServer(tmp_path / "nats")
+    server.start()
+    try:
+        async def streams() -> None:
+            log = await EventLog.connect(server.url)
+            await log.ensure_streams()
+            await log.close()
+
+        asyncio.run(streams())
+        follower = subprocess.Popen([sys.executable, "-m", "dockyard", "events", "--follow"],
+                                    env=_no_stack_env(tmp_path, server.url),
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        _wait_for_client(server, "dockyard-cli")
+    finally:
+        server.stop()
+    _, stderr = follower.communicate(timeout=60)
+    assert follower.returncode == 1, stderr.decode()
+    assert stderr.decode().splitlines() == ["error: lost the connection to the stack"]
+
+
+@pytest.mark.parametrize("service, flag", [("node-agent", "--driver"), ("monitoring", "--rules")])
+def test_run_help_shows_the_services_flags(tmp_path, service, flag):
+    shown = ok(dockyard(_no_stack_env(tmp_path, "nats://127.0.0.1:1"), "run", service, "--help"))
+    assert shown.startswith(f"usage: dockyard run {service} ") and flag in shown
+
+
+def test_up_refuses_a_negative_number_of_hollow_nodes(tmp_path):
+    stderr = refused(dockyard({"PATH": "/usr/bin:/bin", "DOCKYARD_HOME": str(tmp_path / "home")},
+                              "up", "--hollow-nodes", "-1"))
+    assert stderr.strip() == "error: --hollow-nodes: must be 0 or more"
+    assert not (tmp_path / "home").exists()
+
+
+def test_a_pods_spec_cannot_change_but_its_labels_can(stack_env, tmp_path):
+    ok(dockyard(stack_env, "apply", "-f", write(tmp_path, "solo.yaml", pod_manifest("solo"))))
+    edited = pod_manifest("solo", containers=[{"name": "main", "image": "busybox", "command": ["sleep", "5"]}])
+
+    stderr = refused(dockyard(stack_env, "apply", "-f", write(tmp_path, "edited.yaml", edited)))
+    assert 'Pod "solo" is invalid: spec: Forbidden' in stderr and "delete and re-create the pod" in stderr
+
+    relabelled = pod_manifest("solo")
+    relabelled["metadata"]["labels"]["tier"] = "web"
+    assert ok(dockyard(stack_env, "apply", "-f", write(tmp_path, "relabelled.yaml", relabelled))).strip() == \
+        "pod/solo configured"
+    stored = json.loads(ok(dockyard(stack_env, "get", "pod", "solo", "-o", "json")))
+    assert stored["metadata"]["labels"]["tier"] == "web"
+    assert stored["spec"]["containers"][0]["command"] == ["sleep", "3600"]
+
+
+def test_a_service_logs_one_line_per_failed_connect(tmp_path):
+    from dockyard.servers import free_port
+
+    env = _no_stack_env(tmp_path, f"nats://127.0.0.1:{free_port()}")
+    service = subprocess.Popen([sys.executable, "-m", "dockyard", "run", "scheduler"],
+                               env=env | {"DOCKYARD_DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none"},
+                               stderr=subprocess.PIPE, stdout=subprocess.DEVNULL)
+    try:
+        lines = [service.stderr.readline().decode() for _ in range(4)]  # it retries for ever: take a few
+    finally:
+        service.kill()
+        service.wait()
+    failures = lines[1:]
+    assert all(" WARNING dockyard.eventlog: NATS: " in line and "Connect call failed" in line
+               for line in failures), lines

@@ -206,7 +206,8 @@ def test_exit_codes_oom_kills_and_a_missing_image_are_reported(runc_cluster):
         status = (get_pod(env, "ghost")["status"].get("containerStatuses") or [{}])[0]
         return status if status.get("reason") in ("ErrImagePull", "ImagePullBackOff") else None
 
-    wait_for(pull_failed, what="ghost waiting on its image")
+    ghost = wait_for(pull_failed, what="ghost waiting on its image")
+    assert ghost.get("message"), ghost  # the cause, where `get -o yaml` and describe show it
     assert "pulling image" in ok(dockyard(env, "logs", "ghost"))
 
 

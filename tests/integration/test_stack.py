@@ -27,6 +27,7 @@ def test_two_stacks_run_side_by_side_and_keep_their_data(tmp_path):
             started = dockyard(home, "up", "--detach")
             assert started.returncode == 0, started.stderr.decode() + started.stdout.decode()
             assert "dockyard is up" in started.stdout.decode()
+            assert "local node: the " in started.stdout.decode()  # which driver, as the foreground `up` says
             assert (home / "stack.json").exists()
 
         stacks = [json.loads((home / "stack.json").read_text()) for home in homes]
@@ -58,8 +59,15 @@ def test_two_stacks_run_side_by_side_and_keep_their_data(tmp_path):
         assert applied.stdout.decode().strip() == "deployment/only-in-one created", applied.stderr.decode()
         assert dockyard(homes[1], "get", "deployments", "-o", "name").stdout == b""
 
+        watcher = subprocess.Popen([sys.executable, "-m", "dockyard", "get", "deployments", "-w", "-o", "name"],
+                                   env={k: v for k, v in os.environ.items() if not k.startswith("DOCKYARD_")}
+                                   | {"DOCKYARD_HOME": str(homes[0])},
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        assert watcher.stdout.readline() == b"deployment/only-in-one\n"  # listed: now watching
         stopped = dockyard(homes[0], "down")
         assert stopped.returncode == 0 and not (homes[0] / "stack.json").exists()
+        _, watch_error = watcher.communicate(timeout=60)
+        assert (watcher.returncode, watch_error.decode()) == (1, "error: lost the connection to the stack\n")
         assert dockyard(homes[0], "status").returncode == 1
         assert dockyard(homes[1], "status").returncode == 0
 

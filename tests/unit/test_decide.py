@@ -59,8 +59,35 @@ def test_apply_keeps_the_node_a_pod_was_scheduled_to():
     current = stored(make_pod("p"))
     current = _replace(current, spec=_replace(current.spec, node_name="n1"))
     assert decide_apply(current, make_pod("p"), now=NOW, new_uid="x") == ("unchanged", None)
-    outcome, event = decide_apply(current, make_pod("p", restartPolicy="Never"), now=NOW, new_uid="x")
+    relabelled = make_pod("p")
+    relabelled = _replace(relabelled, metadata=_replace(relabelled.metadata, labels={"tier": "web"}))
+    outcome, event = decide_apply(current, relabelled, now=NOW, new_uid="x")
     assert isinstance(event, PodUpdated) and event.pod.spec.node_name == "n1"
+
+
+def _container(**fields):
+    return {"containers": [{"name": "main", "image": "busybox", "command": ["sleep", "3600"], **fields}]}
+
+
+@pytest.mark.parametrize("change", [{"restartPolicy": "Never"}, _container(command=["sleep", "60"]),
+                                    _container(securityContext={"runAsUser": 1000}), {"nodeName": "n2"}],
+                         ids=["restart-policy", "command", "security-context", "node"])
+def test_a_pods_spec_cannot_change_once_created(change):
+    from dockyard.services.api.decide import Refusal
+
+    current = stored(make_pod("p"))
+    with pytest.raises(Refusal, match=r'Pod "p" is invalid: spec: Forbidden: .*delete and re-create the pod') as err:
+        decide_apply(current, make_pod("p", **change), now=NOW, new_uid="x")
+    assert err.value.code == "Invalid"
+
+
+def test_a_pods_metadata_can_change_and_its_generation_stays():
+    current = stored(make_pod("p"), generation=1)
+    annotated = make_pod("p")
+    annotated = _replace(annotated, metadata=_replace(annotated.metadata, annotations={"note": "x"}))
+    outcome, event = decide_apply(current, annotated, now=NOW, new_uid="x")
+    assert outcome == "configured" and event.pod.metadata.generation == 1
+    assert event.pod.metadata.annotations == {"note": "x"}
 
 
 def test_delete_needs_something_to_delete():

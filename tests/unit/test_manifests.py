@@ -478,6 +478,22 @@ REFUSED = [
         f'{CONTAINER}.volumeMounts[0].mountPath: "data" must be an absolute path without \'..\'',
     ),
     (
+        "volume-mount-of-no-volume",
+        changed(make_deployment(containers=[make_container(volumeMounts=[{"name": "cache", "mountPath": "/c"}])]),
+                "spec.template.spec.volumes", [{"name": "scratch", "emptyDir": {}}]),
+        f'{CONTAINER}.volumeMounts[0].name: "cache" is not a volume of the pod',
+    ),
+    (
+        "run-as-user-negative",
+        make_pod(containers=[make_container(securityContext={"runAsUser": -5})]),
+        "spec.containers[0].securityContext.runAsUser: must be 0 or more, got -5",
+    ),
+    (
+        "run-as-group-negative",
+        make_deployment(containers=[make_container(securityContext={"runAsGroup": -1})]),
+        f"{CONTAINER}.securityContext.runAsGroup: must be 0 or more, got -1",
+    ),
+    (
         "volume-mount-path-dot-dot",
         make_pod(containers=[make_container(volumeMounts=[{"name": "data", "mountPath": "/data/../etc"}])]),
         'spec.containers[0].volumeMounts[0].mountPath: "/data/../etc" must be an absolute path without \'..\'',

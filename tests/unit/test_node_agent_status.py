@@ -11,6 +11,7 @@ from dockyard.services.node_agent.status import (
     pod_status,
     run_ended,
     run_started,
+    waiting,
     with_ready,
 )
 
@@ -111,3 +112,13 @@ def test_exit_code_of(returncode, expected):
 
 def test_only_a_running_container_can_be_ready():
     assert not with_ready(c(state="waiting"), True).ready and with_ready(c(), True).ready
+
+
+def test_a_waiting_container_says_why_until_it_runs():
+    held = waiting(container_created("main", {}), "CreateContainerConfigError", "host port 8080 is in use by default/a")
+
+    assert (held.state, held.reason, held.message) == ("waiting", "CreateContainerConfigError",
+                                                       "host port 8080 is in use by default/a")
+    assert run_started(held, T1, restarted=False).message == ""
+    assert run_ended(held, 1).message == ""
+    assert backing_off(run_ended(held, 1)).message == ""

@@ -33,3 +33,14 @@ def test_condition_messages_show_when_there_are_any():
     assert "Message" in text
     assert "ImageNotFound   image r/web:9 is not in the registry index" in text
     assert "Message" not in describe(POD, [])
+
+
+def test_a_waiting_container_shows_its_message_under_the_reason():
+    pod = {**POD, "status": {"phase": "Pending", "containerStatuses": [{
+        "name": "main", "state": "waiting", "reason": "ErrImagePull",
+        "message": "image 'r/ghost:9.9' is not in the registry"}]}}
+    lines = [line.strip() for line in describe(pod, []).splitlines()]
+
+    at = lines.index("State:          Waiting")
+    assert lines[at:at + 4] == ["State:          Waiting", "Reason:       ErrImagePull",
+                                "Message:      image 'r/ghost:9.9' is not in the registry", "Ready:          False"]
