@@ -109,18 +109,36 @@ class RegistryServer:
             assert response.status == 202
 
 
+def run_tool(*argv: str) -> None:
+    subprocess.run(argv, check=True, capture_output=True)
+
+
+def base_layout(root: Path, rootless: bool = True) -> tuple[Path, Path]:
+    """An OCI layout (root/layout) with an empty `base` image unpacked at root/bundle, to fill and repack."""
+    layout, bundle = root / "layout", root / "bundle"
+    run_tool("umoci", "init", "--layout", str(layout))
+    run_tool("umoci", "new", "--image", f"{layout}:base")
+    run_tool("umoci", "unpack", *(["--rootless"] if rootless else []), "--image", f"{layout}:base", str(bundle))
+    return layout, bundle
+
+
+def push_image(layout: Path, ref: str, registry: RegistryServer, target: str, creds: str = "") -> None:
+    """`skopeo copy` the layout's `ref` (every platform of an index, digests kept) to registry/target."""
+    args = ["skopeo", "copy", "--all", "--quiet", "--dest-tls-verify=false", "--preserve-digests"]
+    if creds:
+        args.append(f"--dest-creds={creds}")
+    subprocess.run([*args, f"oci:{layout}:{ref}", f"docker://{registry.address}/{target}"], check=True,
+                   capture_output=True, timeout=60)
+
+
 class TestImages:
     """An OCI layout holding busybox images: `v1`, `v2` (another config, so another digest), `multi` (an index)."""
 
     __test__ = False
 
     def __init__(self, root: Path):
-        self.layout = root / "layout"
-        bundle = root / "bundle"
-        run = lambda *a: subprocess.run(a, check=True, capture_output=True)  # noqa: E731
-        run("umoci", "init", "--layout", str(self.layout))
-        run("umoci", "new", "--image", f"{self.layout}:base")
-        run("umoci", "unpack", "--rootless", "--image", f"{self.layout}:base", str(bundle))
+        self.layout, bundle = base_layout(root)
+        run = run_tool
         (bundle / "rootfs" / "bin").mkdir(parents=True, exist_ok=True)
         shutil.copy(BUSYBOX, bundle / "rootfs" / "bin" / "busybox")
         run("umoci", "repack", "--image", f"{self.layout}:v1", str(bundle))
@@ -155,11 +173,7 @@ class TestImages:
         return self.descriptor(ref)["digest"]
 
     def push(self, ref: str, registry: RegistryServer, target: str, creds: str = "") -> None:
-        args = ["skopeo", "copy", "--all", "--quiet", "--dest-tls-verify=false", "--preserve-digests"]
-        if creds:
-            args.append(f"--dest-creds={creds}")
-        subprocess.run([*args, f"oci:{self.layout}:{ref}", f"docker://{registry.address}/{target}"], check=True,
-                       capture_output=True, timeout=60)
+        push_image(self.layout, ref, registry, target, creds)
 
 
 @pytest.fixture(scope="session")

@@ -15,7 +15,15 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import _short_tmp, require
-from tests.registry_fixtures import BUSYBOX, OCI_MANIFEST, RegistryServer, require_registry_tools
+from tests.registry_fixtures import (
+    BUSYBOX,
+    OCI_MANIFEST,
+    RegistryServer,
+    base_layout,
+    push_image,
+    require_registry_tools,
+    run_tool,
+)
 
 OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
 OCI_LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
@@ -39,12 +47,8 @@ class BusyboxImages:
     __test__ = False
 
     def __init__(self, root: Path):
-        self.layout = root / "layout"
-        bundle = root / "bundle"
-        run = lambda *a: subprocess.run(a, check=True, capture_output=True)  # noqa: E731
-        run("umoci", "init", "--layout", str(self.layout))
-        run("umoci", "new", "--image", f"{self.layout}:base")
-        run("umoci", "unpack", "--image", f"{self.layout}:base", str(bundle))
+        self.layout, bundle = base_layout(root, rootless=False)
+        run = run_tool
         rootfs = bundle / "rootfs"
         for directory in ("bin", "tmp", "etc", "www"):
             (rootfs / directory).mkdir(parents=True, exist_ok=True)
@@ -61,8 +65,7 @@ class BusyboxImages:
         run("umoci", "config", "--image", f"{self.layout}:1.0", "--tag", "2.0", "--config.env", "VERSION=2")
 
     def push(self, ref: str, registry: RegistryServer, target: str) -> None:
-        subprocess.run(["skopeo", "copy", "--quiet", "--dest-tls-verify=false", f"oci:{self.layout}:{ref}",
-                        f"docker://{registry.address}/{target}"], check=True, capture_output=True, timeout=60)
+        push_image(self.layout, ref, registry, target)
 
 
 @pytest.fixture(scope="session")
