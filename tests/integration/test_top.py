@@ -72,7 +72,7 @@ def test_top_shows_a_busy_process_pod_and_hollow_nodes(services, nats_server, da
         cpu, cpu_percent, memory, memory_percent = nodes["n1"]
         assert millicores(cpu) > 100 and cpu_percent.endswith("%") and memory_percent.endswith("%")
 
-        with_namespace = table(env, "pods", "-A")
+        with_namespace = wait_for_rows(env, lambda rows: "default" in rows, "pods", "-A")
         assert with_namespace["default"][0] in ("busy", "idle")
         assert "No resources found in other namespace." in dockyard(env, "top", "pods", "-n", "other").stderr.decode()
     finally:
