@@ -29,8 +29,18 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.append(str(ROOT))  # for bench.eventlog's machine helpers; `dockyard` comes from the install
 
-from bench.eventlog import CLEANUP, cpu_model, mib, nats_version, ram_kib, run_guarded, say  # noqa: E402
-from dockyard.servers import NatsServer, PostgresServer, free_port  # noqa: E402
+from bench.eventlog import (  # noqa: E402
+    CLEANUP,
+    cpu_model,
+    mib,
+    nats_version,
+    ram_kib,
+    run_guarded,
+    say,
+    start_database,
+    start_nats,
+)
+from dockyard.servers import free_port  # noqa: E402
 
 GOAL_FIRST_VIEW = 2.0  # seconds
 GOAL_REDRAW = 0.100  # seconds
@@ -218,17 +228,9 @@ def run(args: argparse.Namespace, tmp: Path) -> None:
                    f"Python {platform.python_version()}")
     say()
     say(f"== the console over {args.pods:,} pods")
-    nats = NatsServer(tmp / "nats")
-    CLEANUP.append(nats.stop)
-    nats.start()
-    pg = PostgresServer(tmp / "pg", fast_unsafe=True)
-    CLEANUP.append(pg.stop)
-    pg.start()
-    from dockyard.db import migrate
+    nats = start_nats(tmp)
+    database_url = start_database(tmp)
     from dockyard.eventlog import EventLog
-
-    database_url = pg.url("dockyard")
-    migrate(database_url)
 
     async def streams():
         log = await EventLog.connect(nats.url)

@@ -34,9 +34,18 @@ if str(ROOT) not in sys.path:
 
 import yaml  # noqa: E402
 
-from bench.eventlog import CLEANUP, cpu_model, mib, ram_kib, run_guarded, say  # noqa: E402
+from bench.eventlog import (  # noqa: E402
+    CLEANUP,
+    cpu_model,
+    mib,
+    ram_kib,
+    run_guarded,
+    say,
+    start_database,
+    start_nats,
+)
 from dockyard.eventlog import EventLog  # noqa: E402
-from dockyard.servers import NatsServer, PostgresServer, free_port, tail  # noqa: E402
+from dockyard.servers import free_port, tail  # noqa: E402
 from dockyard.view import ClusterView  # noqa: E402
 
 SUMMARY: list[str] = []
@@ -136,7 +145,6 @@ async def measure(nats_url: str, env: dict[str, str], image: str, pods: int) -> 
 
 
 def run(args: argparse.Namespace, tmp: Path) -> None:
-    from dockyard.db import migrate
     from dockyard.services.node_agent.runc_driver import delete_all_containers, runc_problem
     from dockyard.services.node_agent.runtime import kill_recorded_processes
     from tests.registry_fixtures import RegistryServer
@@ -148,14 +156,8 @@ def run(args: argparse.Namespace, tmp: Path) -> None:
         raise SystemExit(f"error: {problem}")
     say()
     say(f"== {args.pods} runc pods on one node")
-    nats = NatsServer(tmp / "nats")
-    CLEANUP.append(nats.stop)
-    nats.start()
-    pg = PostgresServer(tmp / "pg", fast_unsafe=True)
-    CLEANUP.append(pg.stop)
-    pg.start()
-    database_url = pg.url("dockyard")
-    migrate(database_url)
+    nats = start_nats(tmp)
+    database_url = start_database(tmp)
     (tmp / "registry").mkdir()
     registry = RegistryServer(tmp / "registry")
     CLEANUP.append(registry.stop)

@@ -635,11 +635,23 @@ def event_bytes(append: Append) -> bytes:
 # ---------------------------------------------------------------- main
 
 
-def start_nats(tmp: Path, name: str, sync_always: bool) -> NatsServer:
+def start_nats(tmp: Path, name: str = "nats", sync_always: bool = False) -> NatsServer:
     server = NatsServer(tmp / name, sync_always=sync_always)
     CLEANUP.append(server.stop)
     server.start()
     return server
+
+
+def start_database(tmp: Path) -> str:
+    """A throwaway PostgreSQL (no fsync) with the migrations applied; its URL."""
+    from dockyard.db import migrate
+
+    pg = PostgresServer(tmp / "pg", fast_unsafe=True)
+    CLEANUP.append(pg.stop)
+    pg.start()
+    database_url = pg.url("dockyard")
+    migrate(database_url)
+    return database_url
 
 
 def run(args: argparse.Namespace, tmp: Path) -> None:

@@ -45,12 +45,12 @@ from bench.eventlog import (  # noqa: E402
     ram_kib,
     run_guarded,
     say,
+    start_nats,
     vm_hwm_kib,
 )
 from bench.schedule import HOLLOW_MODULE, NODE_CPU, NODE_MEMORY, NODE_PODS, Service, wait_for_nodes  # noqa: E402
 from dockyard.eventlog import Append, EventLog, subject_for  # noqa: E402
 from dockyard.schemas.events import DeploymentCreated, RegistryRecovered  # noqa: E402
-from dockyard.servers import NatsServer  # noqa: E402
 from tests.builders import make_deployment  # noqa: E402
 
 SCRAPE_GOAL = 1.0  # seconds
@@ -145,9 +145,7 @@ async def run_async(args: argparse.Namespace, tmp: Path) -> None:
     say(f"date: {dt.datetime.now().astimezone().isoformat(timespec='seconds')}")
     say(f"run: {args.nodes:,} hollow nodes, {args.pods:,} pods in {args.deployments} deployments")
 
-    nats = NatsServer(tmp / "nats")
-    CLEANUP.append(nats.stop)
-    nats.start()
+    nats = start_nats(tmp)
     log = await EventLog.connect(nats.url, name="bench-monitoring")
     await log.ensure_streams()
 

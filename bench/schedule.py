@@ -55,6 +55,7 @@ from bench.eventlog import (  # noqa: E402
     percentile,
     ram_kib,
     say,
+    start_nats,
     vm_hwm_kib,
 )
 from dockyard.eventlog import H_TIME, H_TYPE, STREAM, Append, EventLog, kind_filter, subject_for  # noqa: E402
@@ -70,7 +71,7 @@ from dockyard.schemas.manifests import (  # noqa: E402
     PodSpec,
     ResourceRequirements,
 )
-from dockyard.servers import NatsServer, free_port  # noqa: E402
+from dockyard.servers import free_port  # noqa: E402
 from dockyard.state import fold  # noqa: E402
 
 TARGET = 1_000  # pods/s the project set at 1,000 nodes and 10,000 pods
@@ -292,9 +293,7 @@ async def run(args: argparse.Namespace, tmp: Path) -> None:
         f"{args.pods:,} pods ({POD_CPU} cpu, {POD_MEMORY} each) in {args.deployments} deployments, "
         f"{args.schedulers} scheduler(s){' with --leader-elect' if args.leader_elect else ''}")
 
-    nats = NatsServer(tmp / "nats")
-    CLEANUP.append(nats.stop)
-    nats.start()
+    nats = start_nats(tmp)
     log = await EventLog.connect(nats.url, name="bench-schedule")
     await log.ensure_streams()
 
