@@ -82,7 +82,7 @@ class NodeAgent:
         self.heartbeat_interval = heartbeat_interval
         self.report_interval = report_interval
         self.stop_pods_on_exit = stop_pods_on_exit
-        self.usage = UsageReporter(log_, self.names, lambda: worker_samples(self.workers, self.view.pods),
+        self.usage = UsageReporter(log_, self.names, lambda monotonic: worker_samples(self.workers, self.view.pods, monotonic),
                                    getattr(driver, "node_usage_sample", None), usage_interval)
         held = held_images_of(driver, self.names) if images_interval > 0 else None
         self.images = ImageReporter(log_, self.view, self.names, held, self.meta, images_interval)

@@ -103,11 +103,12 @@ class HollowPod:
         self._count_running(True)
         self.on_change()
 
-    def usage_sample(self) -> UsageSample | None:
-        """Synthetic: a stable share of its requests while it runs."""
+    def usage_sample(self, monotonic: float) -> UsageSample | None:
+        """Synthetic: a stable share of its requests while it runs (at the round's clock, so every round
+        gives the same rate)."""
         if self._running_since is None:
             return None
-        return synthetic_sample(self.usage_share, *self.requests, time.monotonic() - self._running_since)
+        return synthetic_sample(self.usage_share, *self.requests, monotonic - self._running_since)
 
     def _count_running(self, running: bool) -> None:
         self._running_since = (self._running_since or time.monotonic()) if running else None

@@ -148,9 +148,9 @@ class ProcessPod:
     def container_statuses(self) -> tuple[ContainerStatus, ...]:
         return tuple(runner.status for runner in self.containers)
 
-    def usage_sample(self) -> UsageSample | None:
+    def usage_sample(self, monotonic: float) -> UsageSample | None:
         """Its containers' process groups, summed; None when none is running."""
-        samples = [sample for runner in self.containers if (sample := runner.usage_sample()) is not None]
+        samples = [sample for runner in self.containers if (sample := runner.usage_sample(monotonic)) is not None]
         if not samples:
             return None
         return UsageSample(cpu_seconds=sum(s.cpu_seconds for s in samples),
@@ -204,12 +204,12 @@ class ContainerRunner:
             self.status = status
             self.pod.on_change()
 
-    def usage_sample(self) -> UsageSample | None:
+    def usage_sample(self, monotonic: float) -> UsageSample | None:
         """/proc accounting of the container's process group (its leader started a session: pgid == pid)."""
         process = self.process
         if process is None or not process.running():
             return None
-        return self.pod.driver.process_groups.sample(process.pid, time.monotonic())
+        return self.pod.driver.process_groups.sample(process.pid, monotonic)
 
     def _save(self) -> None:
         with contextlib.suppress(FileNotFoundError):  # the pod directory went with its pod

@@ -388,7 +388,7 @@ class RuncContainer(ContainerRunner):
         await self.driver.runc.delete(self.id)
         return OOM_KILLED if killed else ""
 
-    def usage_sample(self) -> UsageSample | None:
+    def usage_sample(self, monotonic: float) -> UsageSample | None:
         if self.process is None or not self.process.running():
             return None
         return cgroup_sample(self.id)

@@ -2,7 +2,7 @@
 
 A sample is cumulative CPU time plus resident memory; two samples a window apart give the
 average CPU rate over the window (cpu_millis), as the kubelet's summary API does. Drivers
-provide the samples: `PodWorker.usage_sample()` (optional) per pod, and optionally
+provide the samples: `PodWorker.usage_sample(monotonic)` (optional) per pod, and optionally
 `Driver.node_usage_sample()` for the whole machine (without it a node's figures are the sum
 of its pods', as for hollow nodes).
 """
@@ -138,7 +138,7 @@ PodSamples = Iterable[tuple[str, str, str, str, UsageSample | None]]
 class UsageReporter:
     """Samples pods (and the machine) every `interval` seconds and puts each node's NodeUsage in dy_usage."""
 
-    def __init__(self, log_: EventLog, nodes: Iterable[str], pod_samples: Callable[[], PodSamples],
+    def __init__(self, log_: EventLog, nodes: Iterable[str], pod_samples: Callable[[float], PodSamples],
                  node_sample: Callable[[], UsageSample | None] | None = None, interval: float = DEFAULT_INTERVAL):
         self.log = log_
         self.nodes = sorted(nodes)
@@ -174,7 +174,7 @@ class UsageReporter:
         window = monotonic - self._at if self._at is not None else 0.0
         pods: dict[str, list[PodUsage]] = {node: [] for node in self.nodes}
         seen: dict[str, UsageSample] = {}
-        for node, namespace, name, uid, now in self.pod_samples():
+        for node, namespace, name, uid, now in self.pod_samples(monotonic):
             if now is None or node not in pods:
                 continue
             seen[uid] = now
@@ -198,10 +198,11 @@ def node_usage(node: str, timestamp: str, window: float, pods: tuple[PodUsage, .
                      memory_bytes=memory, pods=pods)
 
 
-def worker_samples(workers: dict, pods: dict) -> PodSamples:
-    """Each running pod's sample, from workers that can give one (`usage_sample` is optional for a driver)."""
+def worker_samples(workers: dict, pods: dict, monotonic: float) -> PodSamples:
+    """Each running pod's sample at the round's clock, from workers that can give one (`usage_sample` is
+    optional for a driver)."""
     for key, worker in list(workers.items()):
         sample = getattr(worker, "usage_sample", None)
         pod = pods.get(key)
         if sample is not None and pod is not None:
-            yield pod.spec.node_name, key[0], key[1], worker.uid, sample()
+            yield pod.spec.node_name, key[0], key[1], worker.uid, sample(monotonic)

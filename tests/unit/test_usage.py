@@ -51,7 +51,7 @@ def test_pod_requests_sum_the_containers():
 
 
 def reporter(samples: list, machine=None) -> UsageReporter:
-    return UsageReporter(log_=None, nodes=["n1", "n2"], pod_samples=lambda: samples.pop(0),
+    return UsageReporter(log_=None, nodes=["n1", "n2"], pod_samples=lambda monotonic: samples.pop(0),
                          node_sample=(lambda: machine.pop(0)) if machine is not None else None)
 
 
