@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import logging
 import os
 import shutil
+import signal
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from dockyard.schemas.manifests import Container, ContainerImage, ContainerStatus, Pod, Probe
@@ -28,6 +30,15 @@ from dockyard.services.node_agent.bundle import (
     unpack,
     volume_problem,
     write_spec,
+)
+from dockyard.services.node_agent.cgroups import (
+    PARENT,
+    Hierarchy,
+    cgroup_sample,
+    cgroups_path,
+    controllers_problem,
+    oom_kills,
+    read_hierarchy,
 )
 from dockyard.services.node_agent.expansion import port_key
 from dockyard.services.node_agent.images import (
@@ -41,7 +52,7 @@ from dockyard.services.node_agent.images import (
 from dockyard.services.node_agent.logs import LogPublisher
 from dockyard.services.node_agent.process_driver import ContainerRunner, ProcessDriver, ProcessDriverConfig, ProcessPod
 from dockyard.services.node_agent.restarts import restart_delay
-from dockyard.services.node_agent.runtime import ContainerProcess, ContainerRecord, spawn
+from dockyard.services.node_agent.runtime import ContainerProcess, ContainerRecord, proc_stat, spawn
 from dockyard.services.node_agent.status import backing_off, waiting
 from dockyard.services.node_agent.usage import UsageSample
 
@@ -52,8 +63,8 @@ OOM_KILLED = "OOMKilled"
 IMAGE_FILE = "dockyard-image"  # in the bundle: the digest it was unpacked from
 RUNC_TIMEOUT = 30.0
 KILL_TIMEOUT = 10.0
-CGROUP_PARENT = "dockyard"  # relative: under the agent's own cgroup, in every controller
-CGROUP_ROOT = Path("/sys/fs/cgroup")
+EXEC_END_TIMEOUT = 5.0  # a timed-out exec: how long runc may take to write its pid file, and to exit once it is killed
+PID_FILE_POLL = 0.05
 PORT_RETRY_SECONDS = 2.0
 
 
@@ -74,7 +85,17 @@ def check_runc(euid: int | None = None) -> str:
     if (os.geteuid() if euid is None else euid) != 0:
         raise RuncUnavailable("the runc driver must run as root: runc creates namespaces and cgroups "
                               "(or run the node agent with --driver process)")
+    check_cgroups()
     return path
+
+
+def check_cgroups(hierarchy: Hierarchy | None = None) -> Hierarchy:
+    """The cgroup hierarchy runc will use; RuncUnavailable naming what was found when it lacks a needed controller."""
+    hierarchy = read_hierarchy() if hierarchy is None else hierarchy
+    problem = controllers_problem(hierarchy)
+    if problem is not None:
+        raise RuncUnavailable(f"{problem} (or run the node agent with --driver process)")
+    return hierarchy
 
 
 def runc_problem() -> str | None:
@@ -124,6 +145,24 @@ class Runc:
                 await asyncio.shield(proc.wait())
         return proc.returncode, out, err
 
+    async def exec_until(self, container_id: str, command: Sequence[str], timeout: float, pid_file: Path) -> int:
+        """`runc exec` of a command in a container, its exit status; -1 once `timeout` has passed, when the
+        command is killed inside the container (killing `runc exec` alone would leave it running there)."""
+        proc = await asyncio.create_subprocess_exec(
+            *self.argv("exec", "--pid-file", str(pid_file), container_id, *command), stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL, start_new_session=True)
+        try:
+            return await asyncio.wait_for(proc.wait(), timeout)
+        except asyncio.TimeoutError:
+            return -1
+        finally:
+            # Shielded (and held: the loop keeps only weak references to tasks): a probe cancelled with its
+            # container must not leave the command, or runc exec, behind.
+            ending = asyncio.ensure_future(_end_exec(proc, container_id, pid_file))
+            _KILLS.add(ending)
+            ending.add_done_callback(_KILLS.discard)
+            await asyncio.shield(ending)
+
     async def list_ids(self) -> list[str]:
         code, out, _ = await self.call("list", "--format", "json")
         if code != 0 or not out.strip():
@@ -154,41 +193,90 @@ class RuncProcess(ContainerProcess):
             await self.runc.call("kill", self.container_id, str(int(sig)), timeout=KILL_TIMEOUT)
 
 
-_KILLS: set[asyncio.Task] = set()  # `runc kill`s under way
+_KILLS: set[asyncio.Future] = set()  # `runc kill`s, and ends of timed-out execs, under way
 
 
-def container_cgroup(controller: str, container_id: str, proc_cgroup: str = "/proc/self/cgroup") -> Path:
-    """Where runc put the container's cgroup of `controller`: CGROUP_PARENT/<id> under the agent's own (v1)."""
-    own = "/"
-    with contextlib.suppress(OSError), open(proc_cgroup) as f:
-        for line in f:
-            _, controllers, path = line.rstrip("\n").split(":", 2)
-            if controller in controllers.split(","):
-                own = path
-    return CGROUP_ROOT / controller / own.lstrip("/") / CGROUP_PARENT / container_id
-
-
-def cgroup_sample(container_id: str) -> UsageSample | None:
-    """CPU time (cpuacct.usage) and working set (memory usage less inactive page cache), as kubelet counts it."""
+async def _end_exec(proc: asyncio.subprocess.Process, container_id: str, pid_file: Path) -> None:
+    """After `runc exec`: kill what it started if it still runs, by the pid runc wrote, while runc exec, its
+    parent, is there to reap it (killed with runc, it would be reparented to the container's init, which may
+    never reap it); return once they are dead, so the next probe never meets them; then the pid file goes."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + EXEC_END_TIMEOUT
     try:
-        cpu_ns = int((container_cgroup("cpuacct", container_id) / "cpuacct.usage").read_text())
-        memory = container_cgroup("memory", container_id)
-        usage = int((memory / "memory.usage_in_bytes").read_text())
-        stats = dict(line.split() for line in (memory / "memory.stat").read_text().splitlines() if " " in line)
-    except (OSError, ValueError):
+        killed = await _kill_once_started(proc, container_id, pid_file, deadline)
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(proc.wait(), max(deadline - loop.time(), PID_FILE_POLL))
+        while any(_alive(pid) for pid in killed) and loop.time() < deadline:
+            await asyncio.sleep(PID_FILE_POLL)
+    finally:
+        if proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            await proc.wait()
+        with contextlib.suppress(OSError):
+            pid_file.unlink()
+
+
+async def _kill_once_started(proc: asyncio.subprocess.Process, container_id: str, pid_file: Path,
+                             deadline: float) -> list[int]:
+    """Wait for runc exec to write the pid file (it does once the command started), then kill; the pids killed."""
+    loop = asyncio.get_running_loop()
+    while proc.returncode is None and loop.time() < deadline:
+        pid = _pid_in(pid_file)
+        if pid is not None:
+            return _kill_exec_process(pid, container_id, proc.pid)
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(proc.wait(), PID_FILE_POLL)
+    return []
+
+
+def _alive(pid: int) -> bool:
+    stat = proc_stat(pid)
+    return stat is not None and stat[0] not in ("Z", "X")
+
+
+def _pid_in(pid_file: Path) -> int | None:
+    try:
+        return int(pid_file.read_text().strip())
+    except (OSError, ValueError):  # not written yet (runc writes it whole, by a rename)
         return None
-    inactive = int(stats.get("total_inactive_file", 0))
-    return UsageSample(cpu_seconds=cpu_ns / 1e9, memory_bytes=max(usage - inactive, 0))
 
 
-def oom_kills(cgroup: Path) -> int:
-    """The kernel's count of OOM kills in a memory cgroup (0 if it cannot be read)."""
-    with contextlib.suppress(OSError, ValueError):
-        for line in (cgroup / "memory.oom_control").read_text().splitlines():
-            key, _, value = line.partition(" ")
-            if key == "oom_kill":
-                return int(value)
-    return 0
+def _kill_exec_process(pid: int, container_id: str, runc_pid: int) -> list[int]:
+    """SIGKILL to an exec'd process, then to what it started in its process group (runc's init makes the
+    process a session leader; runc exec itself is spared in any case), only while the pid is still in the
+    container's cgroup: a pid that has been reused is left alone."""
+    group = _process_group(pid)
+    killed = []
+    for victim in dict.fromkeys((pid, *(_group_members(group) if group is not None else ()))):
+        if victim != runc_pid and _in_container(victim, container_id):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(victim, signal.SIGKILL)
+                killed.append(victim)
+    return killed
+
+
+def _process_group(pid: int) -> int | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return int(stat[stat.rfind(")") + 2:].split()[2])  # after the command name: state, ppid, pgrp
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _group_members(group: int) -> list[int]:
+    return [int(entry) for entry in os.listdir("/proc") if entry.isdigit() and _process_group(int(entry)) == group]
+
+
+def _in_container(pid: int, container_id: str) -> bool:
+    try:
+        lines = Path(f"/proc/{pid}/cgroup").read_text().splitlines()
+    except OSError:
+        return False
+    return any(line.endswith(f"/{PARENT}/{container_id}") for line in lines)
+
+
+_EXEC_NUMBERS = itertools.count()  # each exec of a container its own pid file: probes may overlap
 
 
 class RuncDriver(ProcessDriver):
@@ -201,11 +289,13 @@ class RuncDriver(ProcessDriver):
         self.images = images
         self.runc = Runc(config.state_dir / "runc")
         self.containers: dict[str, RuncContainer] = {}  # container id -> its runner, while its pod is here
+        self.cgroups = read_hierarchy()
         self._gc: asyncio.Task | None = None
         self._gc_again = False
 
     async def prepare(self) -> None:
         check_runc()
+        log.info("runc driver: %s", self.cgroups.describe())
         self.runc.root.mkdir(parents=True, exist_ok=True)
         await super().prepare()
 
@@ -363,7 +453,8 @@ class RuncContainer(ContainerRunner):
         except BundleError as exc:
             raise OSError(str(exc)) from None
         spec = runtime_spec(base, images.image_config(self.digest), self.pod.pod, self.container,
-                            host_ports=self.record.host_ports, cgroups_path=f"{CGROUP_PARENT}/{self.id}",
+                            host_ports=self.record.host_ports,
+                            cgroups_path=cgroups_path(self.driver.cgroups, self.id),
                             security=self.security, host_files=existing_host_files(),
                             volume_dirs=self._volume_dirs())
         if not spec["process"]["args"]:
@@ -383,7 +474,7 @@ class RuncContainer(ContainerRunner):
 
     async def _reap(self, process: ContainerProcess, exit_code: int | None) -> str:
         """OOMKilled if the kernel killed in its cgroup; then the stopped container goes."""
-        killed = oom_kills(container_cgroup("memory", self.id))
+        killed = oom_kills(self.driver.cgroups, self.id)
         process.kill_leftovers()
         await self.driver.runc.delete(self.id)
         return OOM_KILLED if killed else ""
@@ -391,13 +482,13 @@ class RuncContainer(ContainerRunner):
     def usage_sample(self, monotonic: float) -> UsageSample | None:
         if self.process is None or not self.process.running():
             return None
-        return cgroup_sample(self.id)
+        return cgroup_sample(self.driver.cgroups, self.id)
 
     async def _probe_once(self, probe: Probe) -> bool:
         if probe.exec is None:
             return await super()._probe_once(probe)
-        code, _, _ = await self.driver.runc.call("exec", self.id, *probe.exec.command,
-                                                 timeout=max(probe.timeout_seconds, 1))
+        pid_file = self.bundle / f"exec-{next(_EXEC_NUMBERS)}.pid"
+        code = await self.driver.runc.exec_until(self.id, probe.exec.command, max(probe.timeout_seconds, 1), pid_file)
         return code == 0
 
     # ------------------------------------------------------------ the end

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from dockyard.servers import free_port
-from dockyard.services.node_agent.runc_driver import cgroup_sample
+from dockyard.services.node_agent.cgroups import cgroup_sample, read_hierarchy
 from tests.integration.test_pods_run import dockyard, ok, pods_of, ready, wait_for
 from tests.registry_fixtures import registry_factory  # noqa: F401
 from tests.runc_fixtures import busybox_images, delete_runc_containers, runc_exec, runc_ids  # noqa: F401
@@ -33,9 +33,9 @@ def runc_cluster(services, nats_server, database_url, tmp_path, registry_factory
     env = dict(os.environ, DOCKYARD_NATS_URL=nats_server.url, DOCKYARD_DATABASE_URL=database_url)
     state = tmp_path / "n1"
 
-    def start_agent():
+    def start_agent(*flags: str):
         return services("node-agent", "--name", "n1", "--state-dir", str(state), "--insecure-registry",
-                        registry.address, *FAST_RUNC_AGENT)
+                        registry.address, *FAST_RUNC_AGENT, *flags)
 
     yield env, f"{registry.address}/busybox", start_agent, state
     from dockyard.services.node_agent.runtime import kill_recorded_processes
@@ -103,7 +103,7 @@ def test_replicas_run_isolated_log_survive_an_agent_restart_and_roll_to_a_new_ta
         ps = runc_exec(state, container_id(p), "ps", "-o", "pid,args").splitlines()[1:]
         assert [line.split(None, 1)[0] for line in ps][0] == "1"
         assert all(any(word in line for word in ("sh -c", "sleep", "ps")) for line in ps), ps
-        usage = cgroup_sample(container_id(p))  # what the agent reports in dy_usage
+        usage = cgroup_sample(read_hierarchy(), container_id(p))  # what the agent reports in dy_usage
         assert usage is not None and usage.memory_bytes > 0 and usage.cpu_seconds > 0
     runc_pids = {cid: c["pid"] for cid, c in runc_ids(state).items()}
     assert {container_id(p) for p in pods} <= set(runc_pids)
@@ -199,8 +199,10 @@ def test_exit_codes_oom_kills_and_a_missing_image_are_reported(runc_cluster):
     stubborn_id = container_id(get_pod(env, "stubborn"))
     assert stubborn_id in runc_ids(state)
     ok(dockyard(env, "delete", "pod", "stubborn"))  # SIGTERM is ignored: SIGKILL after the grace period
-    wait_for(lambda: stubborn_id not in runc_ids(state), what="stubborn killed and deleted")
-    assert not any(d.name.startswith("default_stubborn_") for d in (state / "pods").iterdir())
+    # The container goes from runc first, then its bundle and the pod's directory.
+    wait_for(lambda: stubborn_id not in runc_ids(state)
+             and not any(d.name.startswith("default_stubborn_") for d in (state / "pods").iterdir()),
+             what="stubborn killed, deleted and its directory removed")
 
     def pull_failed():
         status = (get_pod(env, "ghost")["status"].get("containerStatuses") or [{}])[0]
@@ -213,3 +215,21 @@ def test_exit_codes_oom_kills_and_a_missing_image_are_reported(runc_cluster):
 
 def terminated_as(status: dict) -> tuple[int, str]:
     return status["exitCode"], status["reason"]
+
+
+def test_top_shows_a_runc_pods_usage_read_from_its_cgroup(runc_cluster):
+    from tests.integration.test_top import millicores, wait_for_rows
+
+    env, image, start_agent, state = runc_cluster
+    agent = start_agent("--usage-interval", "0.5")
+    # 8 MiB held in a shell variable (anonymous memory: in the working set), then a busy loop.
+    apply(env, pod("spin", f"{image}:1.0", ["sh", "-c", "x=$(head -c 8388608 /dev/zero | tr '\\000' a); "
+                                                          "while :; do :; done"],
+                   resources={"requests": {"cpu": "200m", "memory": "32Mi"}}))
+
+    def busy_and_holding(rows) -> bool:
+        return "spin" in rows and millicores(rows["spin"][0]) > 100 and int(rows["spin"][1].removesuffix("Mi")) >= 8
+
+    wait_for_rows(env, busy_and_holding, "pods", timeout=90)
+    # Logged as the driver prepared, before it ran any pod: which hierarchy the figures came from.
+    assert "runc driver: cgroup v" in agent.log_path.read_text()

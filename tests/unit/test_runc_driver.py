@@ -1,4 +1,4 @@
-"""The runc driver's small parts: refusing to start without runc or root, where its cgroups are, OOM counts."""
+"""The runc driver's small parts: refusing to start without runc or root, ports, probes, leftovers."""
 
 from __future__ import annotations
 
@@ -14,14 +14,11 @@ from dockyard.services.node_agent.images import ImageCache
 from dockyard.services.node_agent.process_driver import ProcessDriverConfig
 from dockyard.services.node_agent import runc_driver
 from dockyard.services.node_agent.runc_driver import (
-    CGROUP_ROOT,
     Runc,
     RuncDriver,
     RuncProcess,
     RuncUnavailable,
     check_runc,
-    container_cgroup,
-    oom_kills,
 )
 from dockyard.services.node_agent.runtime import proc_stat
 from dockyard.services.node_agent.status import CREATE_CONTAINER_CONFIG_ERROR
@@ -44,20 +41,6 @@ def test_the_agent_refuses_to_start_without_runc_with_a_clear_message(tmp_path):
     assert result.returncode == 1
     assert "error: the runc driver needs runc on PATH" in result.stderr
     assert "Traceback" not in result.stderr
-
-
-def test_the_containers_cgroup_is_under_the_agents_own(tmp_path):
-    proc_cgroup = tmp_path / "cgroup"
-    proc_cgroup.write_text("4:memory:/sandbox/a1\n2:cpuacct:/\n1:cpu:/\n")
-    expected = CGROUP_ROOT / "memory/sandbox/a1/dockyard/ns_p_u_c"
-    assert container_cgroup("memory", "ns_p_u_c", str(proc_cgroup)) == expected
-    assert container_cgroup("cpuacct", "x", str(proc_cgroup)) == CGROUP_ROOT / "cpuacct/dockyard/x"
-
-
-def test_oom_kills_are_read_from_memory_oom_control(tmp_path):
-    (tmp_path / "memory.oom_control").write_text("oom_kill_disable 0\nunder_oom 0\noom_kill 2\n")
-    assert oom_kills(tmp_path) == 2
-    assert oom_kills(tmp_path / "gone") == 0
 
 
 def test_dockyard_up_picks_runc_only_where_it_works(monkeypatch, tmp_path):
