@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 
 from dockyard.schemas.events import alert_fingerprint
+from dockyard.services.monitoring import templates
 from dockyard.services.monitoring.health import ClusterHealth
 
 
@@ -69,7 +70,8 @@ def evaluate(rules: Iterable[Rule], health: ClusterHealth, now: dt.datetime,
 
 
 def _held(rule: Rule, finding: Finding, now: dt.datetime, previous: Mapping[str, Alert]) -> Alert:
-    labels = {**finding.labels, **rule.labels, "alertname": rule.name, "severity": rule.severity}
+    extra = {key: expand(text, finding.labels, finding.value) for key, text in rule.labels.items()}
+    labels = {**finding.labels, **extra, "alertname": rule.name, "severity": rule.severity}
     fingerprint = alert_fingerprint(labels)
     before = previous.get(fingerprint)
     since = before.active_since if before else now
@@ -106,17 +108,5 @@ def adopt(alerts: Mapping[str, Alert], fired: Iterable[Alert], now: dt.datetime)
 
 
 def expand(template: str, labels: Mapping[str, str], value: float) -> str:
-    """Prometheus' common annotation templates: `{{ $labels.name }}`, `{{ $value }}`, `{{ $labels }}`."""
-    import re
-
-    def substitute(match: re.Match) -> str:
-        expression = match.group(1).strip()
-        if expression == "$value":
-            return f"{value:g}"
-        if expression.startswith("$labels."):
-            return labels.get(expression[len("$labels."):], "")
-        if expression == "$labels":
-            return ", ".join(f"{k}={v}" for k, v in sorted(labels.items()))
-        return match.group(0)
-
-    return re.sub(r"\{\{(.*?)\}\}", substitute, template)
+    """Prometheus' annotation templates, `{{ $labels.name }}`, `{{ $value | humanize }}`: see templates.py."""
+    return templates.expand(template, labels, value) if "{{" in template else template

@@ -4,29 +4,46 @@
       - name: capacity
         rules:
           - alert: NodeAlmostFull
-            expr: 'dockyard_node_status_allocated{resource="cpu"} > 3.5'
+            expr: 'sum by (node) (dockyard_node_status_allocated{resource="cpu"}) > 3.5'
             for: 2m
             labels: {severity: page}
-            annotations: {summary: 'Node {{ $labels.node }} has {{ $value }} cores requested'}
+            annotations: {summary: 'Node {{ $labels.node }} has {{ $value | humanize }} cores requested'}
 
-`expr` is a selector (a metric name, label matchers `=`, `!=`, `=~`, `!~`) compared with a number;
-it is evaluated over the monitoring service's own cluster-state samples, one alert per matching series.
+`expr` is PromQL (the subset in promql.py: selectors, sum/min/max/avg/count by/without, rate, increase,
+changes, *_over_time, absent, arithmetic, comparisons, and/or/unless) evaluated over the monitoring
+service's own cluster-state samples at each evaluation, one alert per resulting series. Range selectors
+read a History the rule file keeps across reloads, for the series they select only. Label and
+annotation templates are checked when the file loads (templates.py). A bad file names the line, and
+for `expr` the column: `line 7: `expr`: unexpected "}" at column 24`.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import operator
+import functools
+import logging
 import os
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import yaml
 
-from dockyard.services.monitoring.exposition import Family, cluster_families
+from dockyard.services.monitoring import promql
+from dockyard.services.monitoring.exposition import (
+    deployment_families,
+    health_families,
+    node_families,
+    pod_families,
+    scheduler_families,
+)
+from dockyard.services.monitoring.promql import History, PromQLError
+from dockyard.services.monitoring.templates import TemplateError, parse_template
 from dockyard.services.monitoring.health import ClusterHealth
 from dockyard.services.monitoring.rules import Finding, Rule
+
+
+log = logging.getLogger(__name__)
 
 
 class RuleFileError(ValueError):
@@ -40,76 +57,15 @@ class RuleFileError(ValueError):
 
 GROUP_FIELDS = {"name", "interval", "rules"}
 RULE_FIELDS = {"alert", "expr", "for", "keep_firing_for", "labels", "annotations"}
-COMPARISONS: dict[str, Callable[[float, float], bool]] = {
-    ">=": operator.ge, "<=": operator.le, "==": operator.eq, "!=": operator.ne, ">": operator.gt, "<": operator.lt,
-}
 _NAME = r"[a-zA-Z_:][a-zA-Z0-9_:]*"
-_EXPR = re.compile(rf"^\s*(?P<name>{_NAME})\s*(?:\{{(?P<matchers>.*)\}})?\s*(?P<op>>=|<=|==|!=|>|<)\s*"
-                   r"(?P<number>[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*$")
-_MATCHER = re.compile(rf'\s*(?P<label>{_NAME})\s*(?P<op>=~|!~|!=|=)\s*"(?P<value>(?:[^"\\]|\\.)*)"\s*(?:,|$)')
 _DURATION = re.compile(r"(\d+)(ms|s|m|h|d|w|y)")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
 ALERT_NAME = re.compile(rf"^{_NAME}$")
 
 
-@dataclass(frozen=True)
-class Matcher:
-    label: str
-    op: str
-    value: str
-
-    def matches(self, actual: str) -> bool:
-        if self.op == "=":
-            return actual == self.value
-        if self.op == "!=":
-            return actual != self.value
-        hit = re.fullmatch(self.value, actual) is not None
-        return hit if self.op == "=~" else not hit
-
-
-@dataclass(frozen=True)
-class Selector:
-    """`name{matchers} op number`: the series of `name` whose labels match and whose value compares true."""
-
-    name: str
-    matchers: tuple[Matcher, ...]
-    op: str
-    threshold: float
-
-    def findings(self, families: list[Family]) -> Iterator[Finding]:
-        compare = COMPARISONS[self.op]
-        for family in families:
-            if family.name != self.name:
-                continue
-            index = {label: i for i, label in enumerate(family.label_names)}
-            for row in family.rows:
-                if compare(row[-1], self.threshold) and \
-                        all(m.matches(row[index[m.label]] if m.label in index else "") for m in self.matchers):
-                    yield Finding(dict(zip(family.label_names, row)), float(row[-1]))
-
-
-def parse_expr(text: str) -> Selector:
-    """Parse `name{label="v",...} > 10`; raises ValueError with the reason."""
-    match = _EXPR.match(text)
-    if not match:
-        raise ValueError(f"expr {text!r} is not `metric{{label=\"value\"}} <op> number`"
-                         " (op one of > >= < <= == !=)")
-    matchers = []
-    rest = match.group("matchers") or ""
-    position = 0
-    while rest[position:].strip():
-        found = _MATCHER.match(rest, position)
-        if not found:
-            raise ValueError(f"expr {text!r}: cannot read the label matcher at {rest[position:].strip()!r}")
-        value = found.group("value").encode().decode("unicode_escape")
-        if found.group("op") in ("=~", "!~"):
-            try:
-                re.compile(value)
-            except re.error as exc:
-                raise ValueError(f"expr {text!r}: bad regular expression {value!r}: {exc}") from None
-        matchers.append(Matcher(found.group("label"), found.group("op"), value))
-        position = found.end()
-    return Selector(match.group("name"), tuple(matchers), match.group("op"), float(match.group("number")))
+def parse_expr(text: str):
+    """The PromQL syntax tree of `text`; raises PromQLError with the reason and the offset."""
+    return promql.parse(text)
 
 
 def parse_duration(text: object) -> float:
@@ -126,8 +82,12 @@ def parse_duration(text: object) -> float:
 # ---------------------------------------------------------------- the file
 
 
-def parse_rules(text: str, default_keep_firing_for: float = 0.0) -> tuple[Rule, ...]:
-    """The rules of a file's text; raises RuleFileError with the line of the first problem."""
+def parse_rules(text: str, default_keep_firing_for: float = 0.0, history: History | None = None) -> tuple[Rule, ...]:
+    """The rules of a file's text; raises RuleFileError with the line of the first problem.
+
+    `history` keeps the samples range selectors read; rules parsed with the same one share it.
+    """
+    history = history if history is not None else History()
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as exc:
@@ -142,7 +102,7 @@ def parse_rules(text: str, default_keep_firing_for: float = 0.0) -> tuple[Rule, 
     for group in _sequence(top["groups"][1], "groups"):
         fields = _mapping(group, "a group", GROUP_FIELDS)
         for node in _sequence(fields["rules"][1], "rules") if "rules" in fields else ():
-            rule = _rule(node, default_keep_firing_for)
+            rule = _rule(node, default_keep_firing_for, history)
             if rule.name in names:
                 raise RuleFileError(_line(node), f"alert {rule.name!r} is defined twice")
             names.add(rule.name)
@@ -198,7 +158,7 @@ def _strings(node: yaml.Node, what: str) -> dict[str, str]:
     return fields
 
 
-def _rule(node: yaml.Node, default_keep_firing_for: float) -> Rule:
+def _rule(node: yaml.Node, default_keep_firing_for: float, history: History) -> Rule:
     fields = _mapping(node, "a rule", RULE_FIELDS)
     for required in ("alert", "expr"):
         if required not in fields:
@@ -206,36 +166,88 @@ def _rule(node: yaml.Node, default_keep_firing_for: float) -> Rule:
     name = _scalar(fields["alert"][1], "alert")
     if not ALERT_NAME.match(name):
         raise RuleFileError(_line(fields["alert"][1]), f"alert name {name!r} is not a valid label value name")
+    expr = _expr(fields["expr"][1])
     values = {}
-    for key in ("expr", "for", "keep_firing_for"):
+    for key in ("for", "keep_firing_for"):
         if key not in fields:
             continue
         value_node = fields[key][1]
         try:
-            text = _scalar(value_node, key)
-            values[key] = parse_expr(text) if key == "expr" else parse_duration(text)
+            values[key] = parse_duration(_scalar(value_node, key))
         except ValueError as exc:
             raise RuleFileError(_line(value_node), f"`{key}`: {exc}") from None
-    labels = _strings(fields["labels"][1], "labels") if "labels" in fields else {}
-    annotations = _strings(fields["annotations"][1], "annotations") if "annotations" in fields else {}
+    labels = _templates(fields, "labels")
+    annotations = _templates(fields, "annotations")
     severity = labels.pop("severity", "warning")
-    return Rule(name, selector_condition(values["expr"]), values.get("for", 0.0),
+    return Rule(name, ExprCondition(expr, history), values.get("for", 0.0),
                 values.get("keep_firing_for", default_keep_firing_for), severity, labels, annotations)
 
 
-def selector_condition(selector: Selector):
-    def condition(health: ClusterHealth, now: dt.datetime) -> Iterator[Finding]:
-        return selector.findings(families_of(health))
-    return condition
+def _expr(node: yaml.Node):
+    text = _scalar(node, "expr")
+    try:
+        return parse_expr(text)
+    except PromQLError as exc:
+        line, column = _place(node, text, exc.position)
+        hint = f": {exc.hint}" if exc.hint else ""
+        raise RuleFileError(line, f"`expr`: {exc.reason} at column {column}{hint}") from None
 
 
-_last: list = [None, []]
+def _place(node: yaml.ScalarNode, text: str, position: int) -> tuple[int, int]:
+    """The file line of `position` in a scalar's text, and its column in that line of the text."""
+    before = text[:position]
+    block = node.style in ("|", ">")  # a block scalar's text starts on the line after its indicator
+    return _line(node) + block + before.count("\n"), position - (before.rfind("\n") + 1) + 1
 
 
-def families_of(health: ClusterHealth) -> list[Family]:
-    """The cluster families of `health`, built once per health snapshot however many rules read them."""
+def _templates(fields: dict, what: str) -> dict[str, str]:
+    """The labels' or annotations' templates, each checked now so a broken one refuses the file."""
+    if what not in fields:
+        return {}
+    texts = _strings(fields[what][1], what)
+    for key_node, value_node in fields[what][1].value:
+        try:
+            parse_template(value_node.value)
+        except TemplateError as exc:
+            raise RuleFileError(_line(value_node), f"`{what}.{key_node.value}`: template: {exc}") from None
+    return texts
+
+
+@dataclass(frozen=True)
+class ExprCondition:
+    """A rule's condition: its expression at `now`, one finding per series (the name left out, as Prometheus)."""
+
+    expr: object
+    history: History
+
+    def __call__(self, health: ClusterHealth, now: dt.datetime) -> Iterator[Finding]:
+        context = promql.Context(samples_of(health), self.history, now.timestamp())
+        try:
+            result = promql.evaluate(self.expr, context)
+        except promql.EvaluationError as exc:
+            log.warning("alert rule expression failed: %s", exc)
+            return
+        if isinstance(result, float):
+            yield Finding({}, result)
+            return
+        for labels, value in result.items():
+            yield Finding({name: value for name, value in labels if name != promql.NAME}, value)
+
+
+_last: list = [None, None]
+FAMILY_GROUPS = (node_families, pod_families, deployment_families, scheduler_families, health_families)
+GROUP_NAMES = tuple(frozenset(family.name for family in group(ClusterHealth())) for group in FAMILY_GROUPS)
+
+
+def samples_of(health: ClusterHealth) -> promql.Samples:
+    """The cluster samples of `health`, once per health snapshot however many rules read them.
+
+    A group of families (nodes', pods', ...) is built only if a rule reads one of its names: the
+    pods' alone are 300,000 rows at 50,000 pods.
+    """
     if _last[0] is not health:
-        _last[0], _last[1] = health, cluster_families(health)
+        lazy = [(names, functools.partial(group, health)) for group, names in zip(FAMILY_GROUPS, GROUP_NAMES)]
+        _last[0], _last[1] = health, promql.Samples(lazy=lazy)
     return _last[1]
 
 
@@ -246,6 +258,7 @@ class RuleFile:
         self.path = path
         self.default_keep_firing_for = default_keep_firing_for
         self.rules: tuple[Rule, ...] = ()
+        self.history = History()  # kept across reloads: a changed file does not restart rate()'s window
         self.error = ""  # why the file on disk is not in use; "" when it is
         self._stamp: tuple[int, int] | None = None
 
@@ -261,9 +274,11 @@ class RuleFile:
         self._stamp = stamp
         try:
             text = open(self.path, encoding="utf-8").read() if stamp != (0, 0) else ""
-            self.rules = parse_rules(text, self.default_keep_firing_for)
+            self.rules = parse_rules(text, self.default_keep_firing_for, self.history)
         except (RuleFileError, OSError, UnicodeDecodeError) as exc:
             self.error = f"{self.path}: {exc}"
             return False
+        self.history.keep_only(selector.key for rule in self.rules
+                               for selector in promql.matrix_selectors(rule.condition.expr))
         self.error = ""
         return True
