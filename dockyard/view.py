@@ -24,9 +24,9 @@ from dockyard.metrics import (
     count_handled,
     service_name,
 )
-from dockyard.schemas.events import PodBinding, PodsBound
+from dockyard.schemas.events import NodeImagesReported, PodBinding, PodsBound
 from dockyard.schemas.manifests import Deployment, Node, Pod
-from dockyard.state import evolve
+from dockyard.state import HeldImages, evolve, with_held_images
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +45,9 @@ class ClusterView:
         self.node_seq: dict[str, int] = {}  # last stream sequence on each node's subject
         self.pod_seq: dict[Key, int] = {}
         self.bindings: dict[str, dict[Key, PodBinding]] = {}  # node -> pods the scheduler placed there
+        # Kept apart from the nodes (the reports' own aggregate): a report read before its node's
+        # registration, or across a re-registration, is joined on as soon as the node is there.
+        self.node_images: HeldImages = {}
         self.position = 0
         self.caught_up = asyncio.Event()
         self._tables = {"deployment": self.deployments, "pod": self.pods}
@@ -53,6 +56,9 @@ class ClusterView:
         """Fold one event into the view."""
         kind, namespace, name = parse_subject(record.subject)
         self.position = record.seq
+        if kind == "nodeimages":
+            self._held_images_reported(name, record)
+            return
         if kind == "node":
             self.node_seq[name] = record.seq
             if isinstance(record.event, PodsBound):
@@ -65,7 +71,7 @@ class ClusterView:
                 self.nodes.pop(name, None)
                 self.bindings.pop(name, None)
             else:
-                self.nodes[name] = node
+                self.nodes[name] = with_held_images(node, self.node_images)
             return
         table = self._tables.get(kind)
         if table is None:
@@ -82,6 +88,14 @@ class ClusterView:
                 self._release(key, before)
         else:
             table[key] = after
+
+    def _held_images_reported(self, name: str, record: EventRecord) -> None:
+        if not isinstance(record.event, NodeImagesReported):
+            return
+        self.node_images[name] = record.event.images
+        node = self.nodes.get(name)
+        if node is not None:
+            self.nodes[name] = with_held_images(node, self.node_images)
 
     def _release(self, key: Key, pod: Pod | None) -> None:
         """A deleted pod gives its node's resources back."""

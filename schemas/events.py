@@ -8,6 +8,7 @@ import msgspec
 
 from dockyard.schemas.base import Event
 from dockyard.schemas.manifests import (
+    ContainerImage,
     Deployment,
     DeploymentStatus,
     Node,
@@ -131,6 +132,18 @@ class NodeDeregistered(Event, frozen=True, kw_only=True, tag="node.deregistered.
 class NodeStatusChanged(Event, frozen=True, kw_only=True, tag="node.status_changed.v1"):
     KIND = "node"
     status: NodeStatus
+
+
+class NodeImagesReported(Event, frozen=True, kw_only=True, tag="node.images_reported.v1"):
+    """The images a node holds (its status.images), on the node's own `nodeimages` subject.
+
+    An aggregate apart from the node's, so a report never moves the sequence a binding expects;
+    readers fold the latest report into the node's status (it wins over a status's copy).
+    """
+
+    KIND = "nodeimages"
+    node_name: str
+    images: tuple[ContainerImage, ...] = ()
 
 
 class ObjectRef(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
@@ -300,6 +313,7 @@ AnyEvent = Union[
     PodsBound,
     NodeDeregistered,
     NodeStatusChanged,
+    NodeImagesReported,
     CommandRecorded,
     ImageIndexed,
     ImageTagMoved,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from dockyard.eventlog import EventRecord
 from dockyard.manifests import validate
 from dockyard.schemas.manifests import Deployment, Pod
 
@@ -41,3 +42,9 @@ def make_pod(name: str = "web-1", namespace: str = "default", **spec: Any) -> Po
 
 def make_deployment(name: str = "web", namespace: str = "default", **fields: Any) -> Deployment:
     return validate(deployment_manifest(name, namespace, **fields))
+
+
+def event_record(seq: int, subject: str, event: Any, time: str = "2026-11-26T10:00:00Z") -> EventRecord:
+    """`event` as the log hands it back: at stream sequence `seq` on `subject`."""
+    return EventRecord(seq=seq, subject=subject, type=event.type_name(), version=1, time=time, actor="test",
+                       correlation_id="", causation_id="", msg_id="", event=event)

@@ -3,8 +3,10 @@
 A driver says what a node holds through one of two optional methods: `held_images()` when it
 serves one node (runc, process), `held_images_on(node)` when one driver serves many (hollow).
 Every few seconds the reporter compares that with the node's status in the view and appends a
-NodeStatusChanged (the rest of the status kept) for the nodes whose set changed: changes within
-one interval coalesce, and for thousands of nodes a round is a dictionary lookup per node.
+NodeImagesReported on the node's own `nodeimages` subject for the nodes whose set changed:
+changes within one interval coalesce, and for thousands of nodes a round is a dictionary lookup
+per node. A report is an aggregate apart from the node's, so it never moves the sequence the
+scheduler's bindings expect: reporting often refuses no binding.
 """
 
 from __future__ import annotations
@@ -13,16 +15,14 @@ import asyncio
 import logging
 from collections.abc import Callable, Iterable
 
-import msgspec
-
 from dockyard.eventlog import Append, EventLog, Metadata, subject_for
-from dockyard.schemas.events import NodeStatusChanged
+from dockyard.schemas.events import NodeImagesReported
 from dockyard.schemas.manifests import ContainerImage
 from dockyard.view import ClusterView
 
 log = logging.getLogger(__name__)
 
-DEFAULT_INTERVAL = 10.0  # as kubelet's nodeStatusUpdateFrequency: each report can refuse a binding in flight
+DEFAULT_INTERVAL = 2.0  # a report only when the set changed, and one refuses no binding
 MAX_IMAGES = 50  # Kubernetes' nodeStatusMaxImages: the largest ones are reported
 APPEND_WINDOW = 2000
 
@@ -54,7 +54,7 @@ class ImageReporter:
         self.held = held
         self.meta = meta
         self.interval = interval if held is not None else 0.0
-        self.sent: dict[str, int] = {}  # node -> the sequence of our last report, until the view has it
+        self.sent: dict[str, tuple[ContainerImage, ...]] = {}  # node -> what we last reported
         self._last: dict[str, tuple[tuple[ContainerImage, ...], tuple[ContainerImage, ...]]] = {}  # raw, reported
 
     def _reported(self, node: str) -> tuple[ContainerImage, ...]:
@@ -66,18 +66,17 @@ class ImageReporter:
         return self._last[node][1]
 
     def changed(self) -> list[Append]:
-        """A status append for each node whose held images differ from what the log says."""
+        """A report for each registered node whose held images differ from what the log says."""
         appends = []
         for name in self.nodes:
-            node, seq = self.view.nodes.get(name), self.view.node_seq.get(name, 0)
-            if node is None or seq < self.sent.get(name, 0):
-                continue  # not registered yet, or our last report is still on its way
+            node = self.view.nodes.get(name)
+            if node is None:
+                continue  # not registered yet: the view says nothing to compare with
             images = self._reported(name)
-            if images != node.status.images:
-                status = msgspec.structs.replace(node.status, images=images)
-                # Expected sequence: the status we replace is the one we read, never someone's newer one.
-                appends.append(Append(subject=subject_for("node", "", name), event=NodeStatusChanged(status=status),
-                                      expected_seq=seq))
+            # What we last sent, until the view reads it: no second report of the same set.
+            if images != node.status.images and images != self.sent.get(name):
+                appends.append(Append(subject=subject_for("nodeimages", "", name),
+                                      event=NodeImagesReported(node_name=name, images=images)))
         return appends
 
     async def report(self) -> None:
@@ -86,8 +85,8 @@ class ImageReporter:
             chunk = appends[start:start + APPEND_WINDOW]
             for append, result in zip(chunk, await self.log.append_many(chunk, self.meta)):
                 if isinstance(result, int):
-                    self.sent[append.subject.rpartition(".")[2]] = result
-                # A conflict or a lost append: the next round compares with the newer status and tries again.
+                    self.sent[append.event.node_name] = append.event.images
+                # A lost append: the next round compares again and reports again.
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():

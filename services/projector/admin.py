@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dockyard.client import ApiClient
 from dockyard.db import CHECKPOINTS_TABLE, async_engine
-from dockyard.eventlog import STREAM, EventLog, EventRecord
+from dockyard.eventlog import STREAM, EventLog, EventRecord, SubjectFilter, filter_config
 from dockyard.printers import format_table
 from dockyard.services.projector.projections import PROJECTIONS, apply_batch, ensure_checkpoint
 
@@ -21,9 +21,9 @@ class RebuildError(Exception):
     pass
 
 
-async def lag(log: EventLog, filter_subject: str, position: int) -> int:
+async def lag(log: EventLog, filter_subject: SubjectFilter, position: int) -> int:
     """How many events on the projection's subjects lie after its position."""
-    config = ConsumerConfig(filter_subject=filter_subject, deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+    config = ConsumerConfig(**filter_config(filter_subject), deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
                             opt_start_seq=position + 1, ack_policy=AckPolicy.NONE, inactive_threshold=5.0,
                             mem_storage=True)
     info = await log.js.add_consumer(STREAM, config)

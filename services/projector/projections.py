@@ -16,7 +16,8 @@ from dockyard.schemas.events import CommandRecorded
 from dockyard.schemas.manifests import Deployment, Node, Pod
 from dockyard.services.projector.alerts import AlertProjection
 from dockyard.services.projector.images import IMAGE_PROJECTIONS
-from dockyard.state import Resource, evolve
+from dockyard.services.projector.node_images import held_images, record_reports
+from dockyard.state import Resource, evolve, with_held_images
 
 _encoder = msgspec.json.Encoder()
 
@@ -91,6 +92,7 @@ class ResourceProjection:
             key = parse_subject(record.subject)[1:]
             current[key] = evolve(current.get(key), record)
             updated_at[key] = record.time
+        current = await self.joined(conn, records, current)
         alive = {key: obj for key, obj in current.items() if obj is not None}
         gone = [key for key, obj in current.items() if obj is None]
         if gone:
@@ -98,6 +100,10 @@ class ResourceProjection:
                                {"keys": _keys_json(gone)})
         if alive:
             await self._upsert(conn, table, alive, updated_at)
+
+    async def joined(self, conn: AsyncConnection, records: Sequence[EventRecord], current: dict) -> dict:
+        """The folded objects with what other aggregates add to them (nothing, but for nodes)."""
+        return current
 
     async def _load(self, conn: AsyncConnection, table: str, keys: set[tuple[str, str]]) -> dict:
         rows = await conn.execute(
@@ -123,6 +129,19 @@ class ResourceProjection:
             ),
             {"rows": _rows_json(rows)},
         )
+
+
+class NodeProjection(ResourceProjection):
+    """Nodes, each with the images it last reported on its own `nodeimages` subject joined onto its status."""
+
+    def __init__(self):
+        super().__init__("nodes", "node", Node)
+        self.filter_subject = (kind_filter("node"), kind_filter("nodeimages"))
+
+    async def joined(self, conn: AsyncConnection, records: Sequence[EventRecord], current: dict) -> dict:
+        await record_reports(conn, records)
+        held = await held_images(conn, (name for _, name in current))
+        return {key: with_held_images(node, held) for key, node in current.items()}
 
 
 _COMMAND_COLUMNS = ", ".join(ROW_COLUMNS)
@@ -162,7 +181,7 @@ PROJECTIONS = {
     for p in (
         ResourceProjection("deployments", "deployment", Deployment),
         ResourceProjection("pods", "pod", Pod),
-        ResourceProjection("nodes", "node", Node),
+        NodeProjection(),
         CommandProjection(),
         *IMAGE_PROJECTIONS,
         AlertProjection(),

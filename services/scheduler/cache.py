@@ -10,7 +10,7 @@ from __future__ import annotations
 import msgspec
 
 from dockyard.schemas.events import PodBinding
-from dockyard.schemas.manifests import Pod
+from dockyard.schemas.manifests import Node, Pod
 from dockyard.services.scheduler.snapshot import DEPLOYMENT_ANNOTATION, Key, NodeInfo, PodRequest, Snapshot, \
     node_info, pod_request
 from dockyard.view import ClusterView
@@ -38,7 +38,8 @@ class SchedulerCache:
         # the next append to the same subject expects them.
         self.written_node: dict[str, int] = {}
         self.written_pod: dict[Key, int] = {}
-        self._nodes: dict[str, tuple[str, NodeInfo]] = {}  # name -> (resource version, parsed)
+        self._read_at = 0  # the view's position at the last snapshot: what the cycle being decided read
+        self._nodes: dict[str, tuple[Node, NodeInfo]] = {}  # name -> (the view's node, parsed)
         self._requests: dict[Key, PodRequest] = {}
         self._groups: dict[Key, str] = {}
 
@@ -98,28 +99,34 @@ class SchedulerCache:
         return max(read_at, self.written_pod.get(key, 0))
 
     def prune(self) -> None:
-        """Forget what the view has now read for itself."""
+        """Forget what the view has now read for itself.
+
+        Our own writes only once the last snapshot holds them too: the cycle decided on it is planned
+        later, and its batches must expect our writes though the view read them in between.
+        """
         position = self.view.position
         for key in [k for k, a in self.assumed.items() if a.seq and a.seq <= position]:
             del self.assumed[key]
-        for node in [n for n, seq in self.written_node.items() if seq <= position]:
+        read = min(position, self._read_at)
+        for node in [n for n, seq in self.written_node.items() if seq <= read]:
             del self.written_node[node]
-        for key in [k for k, seq in self.written_pod.items() if seq <= position]:
+        for key in [k for k, seq in self.written_pod.items() if seq <= read]:
             del self.written_pod[key]
 
     # ------------------------------------------------------------ snapshots
 
     def _node_base(self, name: str) -> NodeInfo:
         node = self.view.nodes[name]
-        version = node.metadata.resource_version
         cached = self._nodes.get(name)
-        if cached is None or cached[0] != version:
-            cached = self._nodes[name] = (version, node_info(node))
+        # The view replaces a node it changes, held images included (which keep the resource version).
+        if cached is None or cached[0] is not node:
+            cached = self._nodes[name] = (node, node_info(node))
         return cached[1]
 
     def snapshot(self, groups: set[str]) -> Snapshot:
         """The view's nodes with what is bound and assumed on them, and the replicas of `groups` per node."""
         view = self.view
+        self._read_at = view.position
         for gone in self._nodes.keys() - view.nodes.keys():
             del self._nodes[gone]
         extra: dict[str, list[PodBinding]] = {}

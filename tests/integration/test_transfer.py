@@ -65,8 +65,9 @@ def projection_checksums(url: str) -> dict[str, str]:
 
 def wait_for_projections(url: str, events: list[ExportedEvent]) -> None:
     for name, projection in PROJECTIONS.items():
-        prefix = projection.filter_subject.removesuffix(">")
-        last = max((e.seq for e in events if e.subject.startswith(prefix)), default=0)
+        subjects = projection.filter_subject
+        prefixes = tuple(s.removesuffix(">") for s in ((subjects,) if isinstance(subjects, str) else subjects))
+        last = max((e.seq for e in events if e.subject.startswith(prefixes)), default=0)
         wait_for_position(url, name, last)
 
 

@@ -1,16 +1,17 @@
-"""What agents report for image locality: the hollow driver's pulled images, and the reporter's status appends."""
+"""What agents report for image locality: the hollow driver's pulled images, and the reporter's appends."""
 
 from __future__ import annotations
 
 import msgspec
 import pytest
 
+from dockyard.schemas.events import NodeImagesReported
 from dockyard.schemas.manifests import Condition, ContainerImage
 from dockyard.services.node_agent.held_images import MAX_IMAGES, ImageReporter, held_images_of, reported_images
 from dockyard.services.node_agent.hollow import HollowDriver, simulated_size
 from dockyard.services.node_agent.node import capacity, node_manifest
 from dockyard.view import ClusterView
-from tests.builders import make_pod
+from tests.builders import event_record, make_pod
 
 _replace = msgspec.structs.replace
 
@@ -65,18 +66,18 @@ def test_the_report_keeps_the_largest_images_in_a_stable_order():
     assert reported[0].size_bytes == MAX_IMAGES + 9
 
 
-def test_only_nodes_whose_images_changed_get_a_status_append_keeping_the_rest_of_it():
+def test_only_nodes_whose_images_changed_get_a_report_on_their_own_subject():
     driver = HollowDriver()
     driver.worker_for(pod_on("n1", "app:1"), lambda: None)
     view = view_with("n1", "n2")
     reporter = ImageReporter(None, view, ("n1", "n2"), driver.held_images_on, meta=None)
     (append,) = reporter.changed()
-    assert append.subject.endswith(".n1") and append.expected_seq == view.node_seq["n1"]
-    status = append.event.status
-    assert status.images == driver.held_images_on("n1")
-    assert status.conditions == view.nodes["n1"].status.conditions
+    # Not the node's subject, and no expected sequence: a report never refuses a binding, nor is refused.
+    assert append.subject == "dy.evt.nodeimages.n1" and append.expected_seq is None
+    assert append.event == NodeImagesReported(node_name="n1", images=driver.held_images_on("n1"))
 
-    view.nodes["n1"] = _replace(view.nodes["n1"], status=status)  # the log now says so
+    view.apply(event_record(9, append.subject, append.event))
+    assert view.nodes["n1"].status.images == driver.held_images_on("n1")  # the log now says so
     assert reporter.changed() == []
 
 
@@ -85,7 +86,7 @@ def test_a_report_on_its_way_is_not_repeated():
     driver.worker_for(pod_on("n1", "app:1"), lambda: None)
     view = view_with("n1")
     reporter = ImageReporter(None, view, ("n1",), driver.held_images_on, meta=None)
-    reporter.sent["n1"] = view.node_seq["n1"] + 1  # appended, not yet read back by the view
+    reporter.sent["n1"] = driver.held_images_on("n1")  # appended, not yet read back by the view
     assert reporter.changed() == []
 
 

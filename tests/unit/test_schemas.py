@@ -34,6 +34,8 @@ _platforms = st.lists(st.builds(
     config_digest=text, layers=counts, size=counts, env=_strings, entrypoint=_strings, cmd=_strings,
     working_dir=text, user=text, exposed_ports=_strings, labels=st.dictionaries(text, text, max_size=2),
     created=text), max_size=2).map(tuple)
+_held_images = st.lists(st.builds(
+    ContainerImage, names=st.lists(text, min_size=1, max_size=2).map(tuple), size_bytes=counts), max_size=2).map(tuple)
 
 STRATEGIES: dict[type, st.SearchStrategy] = {
     events.DeploymentCreated: st.builds(events.DeploymentCreated, deployment=deployments()),
@@ -69,9 +71,8 @@ STRATEGIES: dict[type, st.SearchStrategy] = {
     events.NodeDeregistered: st.just(events.NodeDeregistered()),
     events.NodeStatusChanged: st.builds(events.NodeStatusChanged, status=st.builds(
         NodeStatus, capacity=st.just({"cpu": "4", "memory": "8Gi"}), allocatable=st.just({"cpu": "3"}),
-        conditions=conditions, images=st.lists(st.builds(
-            ContainerImage, names=st.lists(text, min_size=1, max_size=2).map(tuple), size_bytes=counts),
-            max_size=2).map(tuple))),
+        conditions=conditions, images=_held_images)),
+    events.NodeImagesReported: st.builds(events.NodeImagesReported, node_name=text, images=_held_images),
     events.CommandRecorded: st.builds(
         events.CommandRecorded, command_id=text, verb=st.sampled_from(["apply", "delete"]),
         object=st.builds(events.ObjectRef, kind=text, namespace=text, name=text), actor=text, result=text,

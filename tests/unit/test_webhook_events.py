@@ -31,8 +31,10 @@ def test_type_patterns_match_event_types(spec, type_name, wanted):
         ("pod.scheduled.*,alert.*", ["dy.evt.alert.>", "dy.evt.pod.>"]),
         ("*", ["dy.evt.>"]),
         ("pod.*,*.deleted.*", ["dy.evt.>"]),
+        ("node.*", ["dy.evt.node.>", "dy.evt.nodeimages.>"]),
+        ("node.images_reported.*", ["dy.evt.node.>", "dy.evt.nodeimages.>"]),
     ],
-    ids=["one-kind", "two-kinds", "all", "any-kind-wins"],
+    ids=["one-kind", "two-kinds", "all", "any-kind-wins", "node-events-on-two-kinds", "held-images"],
 )
 def test_the_server_filters_by_kind_where_the_pattern_names_one(spec, subjects):
     assert filter_subjects(type_patterns(spec)) == subjects
