@@ -120,6 +120,16 @@ def kind_filter(kind: str | None = None) -> str:
     return f"{SUBJECT_ROOT}.{kind}.>" if kind else f"{SUBJECT_ROOT}.>"
 
 
+SubjectFilter = str | tuple[str, ...]  # one subject pattern, or several one consumer reads together
+
+
+def filter_config(subjects: SubjectFilter) -> dict[str, Any]:
+    """A ConsumerConfig's filter: `filter_subject` for one pattern, `filter_subjects` for several."""
+    if isinstance(subjects, str):
+        return {"filter_subject": subjects}
+    return {"filter_subject": subjects[0]} if len(subjects) == 1 else {"filter_subjects": list(subjects)}
+
+
 # ---------------------------------------------------------------- envelope
 
 
@@ -266,7 +276,14 @@ def logs_config(replicas: int = 1) -> StreamConfig:
     )
 
 
-def logs_subject(namespace: str, pod: str, container: str = "*") -> str:
+def logs_subject(namespace: str, pod: str, uid: str = "*", container: str = "*", instance: int | str = "*") -> str:
+    """One container instance's lines: `dy.logs.<ns>.<pod>.<pod uid>.<container>.<restart count>`
+    ("*" leaves a part open, for a filter). Why the uid and instance are tokens: services/node_agent/logs.py."""
+    return f"{LOGS_ROOT}.{_token(namespace)}.{_token(pod)}.{uid or '-'}.{container}.{instance}"
+
+
+def legacy_logs_subject(namespace: str, pod: str, container: str = "*") -> str:
+    """Lines shipped before the subject carried the pod's uid; read for deleted pods only."""
     return f"{LOGS_ROOT}.{_token(namespace)}.{_token(pod)}.{container}"
 
 
@@ -619,7 +636,7 @@ class EventLog:
             records.append(record_from(int(msg.seq), msg.subject or subject, msg.headers, msg.data or b""))
             seq = int(msg.seq) + 1
 
-    async def read(self, filter_subject: str = kind_filter(), *, start_seq: int = 1,
+    async def read(self, filter_subject: SubjectFilter = kind_filter(), *, start_seq: int = 1,
                    start_time: dt.datetime | None = None, follow: bool = False,
                    on_malformed: Callable[[Msg, Exception], None] | None = None):
         """Iterate records in order from a point in the stream; with `follow`, wait for new ones."""
@@ -634,8 +651,9 @@ class EventLog:
         if start_time is not None:
             policy = {"deliver_policy": DeliverPolicy.BY_START_TIME,
                       "opt_start_time": start_time.astimezone(dt.timezone.utc).isoformat()}
-        sub = await self.js.subscribe(filter_subject, cb=enqueue, ordered_consumer=True,
-                                      config=ConsumerConfig(**policy), stream=STREAM)
+        config = ConsumerConfig(**policy, **filter_config(filter_subject))
+        sub = await self.js.subscribe(config.filter_subject or config.filter_subjects[0], cb=enqueue,
+                                      ordered_consumer=True, config=config, stream=STREAM)
         try:
             while True:
                 try:
@@ -652,7 +670,7 @@ class EventLog:
         finally:
             await sub.unsubscribe()
 
-    async def read_range(self, filter_subject: str = kind_filter(), *, start_seq: int = 1,
+    async def read_range(self, filter_subject: SubjectFilter = kind_filter(), *, start_seq: int = 1,
                          end_seq: int | None = None, batch: int = 5000):
         """Iterate lists of records from `start_seq` up to `end_seq` (default: the end now), in order.
 
@@ -663,7 +681,7 @@ class EventLog:
         end = end_seq if end_seq is not None else await self.last_stream_seq()
         if end < max(start_seq, 1):
             return
-        config = ConsumerConfig(filter_subject=filter_subject, deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+        config = ConsumerConfig(**filter_config(filter_subject), deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
                                 opt_start_seq=max(start_seq, 1), ack_policy=AckPolicy.NONE,
                                 inactive_threshold=30.0, mem_storage=True)
         info = await self.js.add_consumer(STREAM, config)
@@ -716,12 +734,12 @@ class EventLog:
                               stream=DEAD_LETTER_STREAM)
         log.warning("dead-lettered seq %s on %s: %s", seq, msg.subject, reason)
 
-    async def ensure_consumer(self, name: str, filter_subject: str, start_seq: int = 1,
+    async def ensure_consumer(self, name: str, filter_subject: SubjectFilter, start_seq: int = 1,
                               reset: bool = False) -> None:
         """Create a durable pull consumer (re-created from `start_seq` when `reset`)."""
         config = ConsumerConfig(
             durable_name=name,
-            filter_subject=filter_subject,
+            **filter_config(filter_subject),
             deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
             opt_start_seq=max(start_seq, 1),
             ack_policy=AckPolicy.ALL,

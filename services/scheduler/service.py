@@ -103,6 +103,8 @@ class Scheduler:
 
     async def on_records(self, records: list[EventRecord]) -> None:
         """The view's listener: track pending pods, wake parked ones an event could help."""
+        # An assumption the view has read is moot; kept, it would hide a pod re-created under its name.
+        self.cache.prune()
         types = set()
         for record in records:
             types.add(record.type)

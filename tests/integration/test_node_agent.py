@@ -326,14 +326,15 @@ async def test_a_probe_can_use_the_container_port_number(process_agent, eventlog
 async def test_logs_reach_dy_logs_and_print(process_agent, eventlog):
     await process_agent()
     script = "for i in 1 2 3 4 5; do echo line $i; done; echo oops >&2; sleep 1000"
-    await bind(eventlog, pod_with("talk", [{"name": "main", "command": ["sh", "-c", script]}]))
+    talk = await bind(eventlog, pod_with("talk", [{"name": "main", "command": ["sh", "-c", script]}]))
+    subject = logs_subject("default", "talk", talk.metadata.uid, "main", 0)
 
     async def six_lines():
-        info = await eventlog.js.stream_info(LOGS_STREAM, subjects_filter=logs_subject("default", "talk", "main"))
-        return (info.state.subjects or {}).get(logs_subject("default", "talk", "main"), 0) >= 6
+        info = await eventlog.js.stream_info(LOGS_STREAM, subjects_filter=subject)
+        return (info.state.subjects or {}).get(subject, 0) >= 6
     await eventually(six_lines, what="six log lines")
 
-    err = await eventlog.js.get_msg(LOGS_STREAM, subject=logs_subject("default", "talk", "main"))
+    err = await eventlog.js.get_msg(LOGS_STREAM, subject=subject)
     assert err.data == b"oops" and err.headers["Dy-Stream"] == "stderr" and err.headers["Dy-Time"].endswith("Z")
 
     out = io.StringIO()
