@@ -28,6 +28,7 @@ from dockyard.eventlog import kind_filter, parse_subject, subject_for
 from dockyard.manifests import ManifestError, load_located_documents
 from dockyard.schemas.manifests import KINDS, kind_named, subject_kind
 from dockyard.selectors import SelectorError, matches, parse_selector
+from dockyard.services.registry_indexer.options import registry_url
 
 
 class CliError(Exception):
@@ -382,7 +383,8 @@ async def cmd_logs(client: ApiClient, args: argparse.Namespace) -> int:
     since = parse_since(args.since) if args.since else None
     try:
         return await print_logs(client.log, args.namespace or "default", args.pod, container=args.container,
-                                follow=args.follow, tail=args.tail, since=since, timestamps=args.timestamps)
+                                follow=args.follow, tail=args.tail, since=since, timestamps=args.timestamps,
+                                previous=args.previous)
     except ValueError as exc:
         raise CliError(str(exc)) from exc
 
@@ -435,7 +437,7 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--hollow-nodes", type=int, default=0, help="also run this many simulated nodes")
     up.add_argument("--no-local-node", dest="local_node", action="store_false",
                     help="no node agent for this machine (e.g. before `dockyard events import`)")
-    up.add_argument("--registry", default="", metavar="URL",
+    up.add_argument("--registry", default="", metavar="URL", type=registry_url,
                     help="also run the registry indexer for this OCI registry (http[s]://host[:port])")
     up.add_argument("--registry-username", default="", metavar="U", help="the registry user (basic or bearer auth)")
     up.add_argument("--registry-password-file", default="", metavar="F", help="a file holding its password")
@@ -528,6 +530,7 @@ def build_parser() -> argparse.ArgumentParser:
     logs.add_argument("--tail", type=int, default=None, help="the last N lines")
     logs.add_argument("--since", help="a duration (10m) or an RFC 3339 time")
     logs.add_argument("--timestamps", action="store_true")
+    logs.add_argument("-p", "--previous", action="store_true", help="the container's run before its last restart")
     add_namespace(logs, all_ns=False)
 
     cli_audit.add_parsers(sub)

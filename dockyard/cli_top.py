@@ -23,6 +23,7 @@ def add_parsers(sub, add_namespace) -> None:
     nodes = which.add_parser("nodes", aliases=["node", "no"], help="each node's usage and its share of allocatable")
     pods = which.add_parser("pods", aliases=["pod", "po"], help="each pod's usage")
     add_namespace(pods)
+    pods.add_argument("--containers", action="store_true", help="each container's usage (POD NAME ...)")
     for parser in (nodes, pods):
         parser.add_argument("--sort-by", choices=["cpu", "memory"], default=None, help="largest first")
         parser.add_argument("--no-headers", action="store_true", help="no header line")
@@ -56,12 +57,9 @@ async def read_usage(log: EventLog) -> dict[str, NodeUsage]:
     return usages
 
 
-def _sort_key(sort_by: str | None):
-    if sort_by == "cpu":
-        return lambda row: -row[0]
-    if sort_by == "memory":
-        return lambda row: -row[1]
-    return lambda row: 0
+def _largest_first(sort_by: str | None, cpu: int, memory: int) -> int:
+    """The key for --sort-by; a stable sort keeps ties (and everything without --sort-by) in name order."""
+    return -cpu if sort_by == "cpu" else -memory if sort_by == "memory" else 0
 
 
 def node_rows(nodes: list[dict], usages: dict[str, NodeUsage], sort_by: str | None = None) -> list[list[str]]:
@@ -79,21 +77,25 @@ def node_rows(nodes: list[dict], usages: dict[str, NodeUsage], sort_by: str | No
         measured.append((usage.cpu_millis, usage.memory_bytes,
                          [name, format_cpu(usage.cpu_millis), percent(usage.cpu_millis, cpu_total),
                           format_memory(usage.memory_bytes), percent(usage.memory_bytes, memory_total)]))
-    measured.sort(key=_sort_key(sort_by))
+    measured.sort(key=lambda m: _largest_first(sort_by, m[0], m[1]))
     return [row for *_, row in measured] + unknown
 
 
 def pod_rows(usages: dict[str, NodeUsage], namespace: str, all_namespaces: bool,
-             sort_by: str | None = None) -> list[list[str]]:
-    """[NAMESPACE] NAME CPU(cores) MEMORY(bytes) of every pod a node reported."""
+             sort_by: str | None = None, containers: bool = False) -> list[list[str]]:
+    """[NAMESPACE] NAME CPU(cores) MEMORY(bytes) of every pod a node reported; with `containers`,
+    [NAMESPACE] POD NAME CPU(cores) MEMORY(bytes) of each of their containers, pods ordered as without
+    (a pod from an agent that did not tell its containers apart has no rows, as kubectl shows none)."""
     pods = sorted((p for u in usages.values() for p in u.pods if all_namespaces or p.namespace == namespace),
                   key=lambda p: (p.namespace, p.name))
+    pods.sort(key=lambda p: _largest_first(sort_by, p.cpu_millis, p.memory_bytes))
     rows = []
     for pod in pods:
-        row = [pod.name, format_cpu(pod.cpu_millis), format_memory(pod.memory_bytes)]
-        rows.append((pod.cpu_millis, pod.memory_bytes, [pod.namespace, *row] if all_namespaces else row))
-    rows.sort(key=_sort_key(sort_by))
-    return [row for *_, row in rows]
+        lines = ([[pod.name, c.name, format_cpu(c.cpu_millis), format_memory(c.memory_bytes)]
+                  for c in pod.containers]
+                 if containers else [[pod.name, format_cpu(pod.cpu_millis), format_memory(pod.memory_bytes)]])
+        rows.extend([pod.namespace, *line] if all_namespaces else line for line in lines)
+    return rows
 
 
 async def cmd_top(client: ApiClient, args: argparse.Namespace) -> int:
@@ -107,11 +109,11 @@ async def cmd_top(client: ApiClient, args: argparse.Namespace) -> int:
         print(printers.format_table(["NAME", "CPU(cores)", "CPU%", "MEMORY(bytes)", "MEMORY%"], rows, headers))
         return 0
     namespace = args.namespace or "default"
-    rows = pod_rows(usages, namespace, args.all_namespaces, args.sort_by)
+    rows = pod_rows(usages, namespace, args.all_namespaces, args.sort_by, args.containers)
     if not rows:
         where = "in any namespace" if args.all_namespaces else f"in {namespace} namespace"
         print(f"No resources found {where}.", file=sys.stderr)
         return 0
-    pod_headers = ["NAME", "CPU(cores)", "MEMORY(bytes)"]
+    pod_headers = (["POD"] if args.containers else []) + ["NAME", "CPU(cores)", "MEMORY(bytes)"]
     print(printers.format_table(["NAMESPACE", *pod_headers] if args.all_namespaces else pod_headers, rows, headers))
     return 0

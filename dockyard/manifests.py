@@ -282,7 +282,7 @@ def _validated(raw: Any, errors: list[str]) -> Resource | None:
     try:
         resource = msgspec.convert(document, kind, strict=True)
     except msgspec.ValidationError as error:
-        errors.append(_from_msgspec(str(error)))
+        errors.extend(_every_type_error(document, kind, "", error))
         return None
     resource = _placed_in_namespace(resource)
     errors.extend(_resource_errors(resource))
@@ -446,14 +446,59 @@ def _join(path: str, key: Any) -> str:
     return f"{path}.{key}" if path else str(key)
 
 
+# ---------------------------------------------------------------- every type error, not only the first
+
+
+def _every_type_error(value: Any, tp: Any, path: str, error: msgspec.ValidationError) -> list[str]:
+    """Every type error under `path`, given the first one msgspec stopped at.
+
+    msgspec reports one error per conversion; converting the failed value's fields (items,
+    entries) one by one finds the others, each with msgspec's own message. Where no part fails
+    alone, the problem is the value's own (a missing field, an object where a list belongs):
+    msgspec's error is the one to give. Only failed conversions are split, so a valid manifest
+    costs nothing more, and the types are msgspec's, so no second set of rules can drift.
+    """
+    tp = _without_none(tp)
+    if isinstance(tp, type) and issubclass(tp, msgspec.Struct) and isinstance(value, dict):
+        found = _struct_type_errors(value, tp, path)
+    elif get_origin(tp) is tuple and isinstance(value, list):
+        found = [problem for index, item in enumerate(value)
+                 for problem in _type_errors(item, get_args(tp)[0], f"{path}[{index}]")]
+    elif get_origin(tp) is dict and isinstance(value, dict):
+        found = [problem for key, item in value.items()
+                 for problem in _type_errors(item, get_args(tp)[1], _join(path, key))]
+    else:
+        found = []
+    return found or [_from_msgspec(str(error), path)]
+
+
+def _struct_type_errors(value: dict, struct: type, path: str) -> list[str]:
+    # In msgspec's order: the fields given, then the required fields missing.
+    fields = {info.encode_name: info for info in msgspec.structs.fields(struct)}
+    found = [problem for key, item in value.items() if key in fields
+             for problem in _type_errors(item, fields[key].type, _join(path, key))]
+    return found + [f"{_join(path, name)}: required field is missing"
+                    for name, info in fields.items() if info.required and name not in value]
+
+
+def _type_errors(value: Any, tp: Any, path: str) -> list[str]:
+    try:
+        msgspec.convert(value, tp, strict=True)
+    except msgspec.ValidationError as error:
+        return _every_type_error(value, tp, path, error)
+    return []
+
+
 _MSGSPEC_ERROR = re.compile(r"(?P<problem>.*?)(?: - at `\$(?P<path>[^`]*)`)?", re.DOTALL)
 _MISSING_FIELD = re.compile(r"Object missing required field `(?P<field>[^`]+)`")
 
 
-def _from_msgspec(message: str) -> str:
-    """msgspec's "Expected `int`, got `str` - at `$.spec.replicas`" as "spec.replicas: expected int, got str"."""
+def _from_msgspec(message: str, base: str = "") -> str:
+    """msgspec's "Expected `int`, got `str` - at `$.spec.replicas`" as "spec.replicas: expected int, got str";
+    the path msgspec gives is under `base` (where the converted value is in the document)."""
     match = _MSGSPEC_ERROR.fullmatch(message)
-    problem, path = match["problem"], (match["path"] or "").lstrip(".")
+    problem, relative = match["problem"], match["path"] or ""
+    path = base + relative if base else relative.lstrip(".")
     missing = _MISSING_FIELD.fullmatch(problem)
     if missing:
         return f"{_join(path, missing['field'])}: required field is missing"

@@ -48,7 +48,7 @@ def service_arguments(root: Path, hollow_nodes: int, local_node: bool = True,
     if registry is not None:
         arguments["registry-indexer"] = registry.indexer_arguments()
         if registry.insecure and "node-agent" in arguments and node_driver == "runc":  # it pulls from there too
-            host = urllib.parse.urlsplit(registry.url if "://" in registry.url else f"//{registry.url}").netloc
+            host = urllib.parse.urlsplit(registry.url).netloc  # a URL with a scheme: cli's registry_url saw to it
             arguments["node-agent"] += ["--insecure-registry", host]
     return arguments
 

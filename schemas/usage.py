@@ -9,11 +9,19 @@ from __future__ import annotations
 import msgspec
 
 
+class ContainerUsage(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    name: str
+    cpu_millis: int = 0  # average over the same interval as its pod's
+    memory_bytes: int = 0
+
+
 class PodUsage(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     namespace: str
     name: str
     cpu_millis: int = 0  # average over the last sampling interval
     memory_bytes: int = 0  # resident (working set)
+    # Per container where the driver can tell them apart; empty from older agents.
+    containers: tuple[ContainerUsage, ...] = ()
 
 
 class NodeUsage(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):

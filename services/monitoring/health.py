@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Container
 from dataclasses import dataclass, field
 
 
@@ -73,3 +74,11 @@ class ClusterHealth:
     heartbeats: dict[str, dt.datetime] = field(default_factory=dict)
     watching_since: dt.datetime | None = None
     alerts_firing: dict[tuple[str, str], int] = field(default_factory=dict)  # (alertname, severity) -> count
+
+
+def heartbeats_kept(heartbeats: dict[str, float], registered: Container[str], now: float,
+                    grace: float) -> dict[str, float]:
+    """The heartbeats worth remembering: every registered node's, and a deleted node's only until it has
+    been silent past the grace. Not dropped at the deletion itself: an agent still running heartbeats on
+    (and may register again), and a registered node without an entry would count as silent."""
+    return {node: at for node, at in heartbeats.items() if node in registered or now - at <= grace}

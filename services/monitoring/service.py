@@ -26,6 +26,7 @@ from dockyard.eventlog import (
     EventLog,
     EventRecord,
     Metadata,
+    parse_subject,
     subject_for,
 )
 from dockyard.schemas.events import AlertFired, AlertResolved
@@ -33,7 +34,7 @@ from dockyard.service import EXTRA_METRICS, Health
 from dockyard.services.monitoring.alertmanager import Alertmanager, Notice
 from dockyard.services.monitoring.builtin import Thresholds, builtin_rules
 from dockyard.services.monitoring.exposition import PodLines, cluster_families, render
-from dockyard.services.monitoring.health import ClusterHealth, ConsumerHealth
+from dockyard.services.monitoring.health import ClusterHealth, ConsumerHealth, heartbeats_kept
 from dockyard.services.monitoring.rules import Alert, Rule, adopt, evaluate, firing
 from dockyard.services.monitoring.snapshot import PodHealthCache, cluster_health
 from dockyard.services.monitoring.tally import LogTally, parse_time, rfc3339
@@ -133,10 +134,16 @@ class Monitor:
     # ------------------------------------------------------------ the log
 
     async def on_records(self, records: list[EventRecord]) -> None:
+        pods = set()
         for record in records:
             self.tally.observe(record)
+            if record.subject.startswith("dy.evt.pod."):
+                pods.add(parse_subject(record.subject)[1:])
             if isinstance(record.event, (AlertFired, AlertResolved)):
                 self.note_alert(record.seq, record.subject.rsplit(".", 1)[-1], record.event, record.time)
+        # The view has folded the whole batch: a pod it lacks is deleted, even if a status (an agent's
+        # last report) came after its deletion and made the tally count it again.
+        self.tally.forget_pods(key for key in pods if key not in self.view.pods)
 
     def note_alert(self, seq: int, fingerprint: str, event: AlertFired | AlertResolved, time_: str) -> None:
         """Record an alert event (ours as soon as it is appended, everyone's as the view sees it)."""
@@ -202,6 +209,7 @@ class Monitor:
             consumers.append(ConsumerHealth(name=name, pending=pending, ack_pending=info.num_ack_pending or 0,
                                             last_progress=progress.since))
         consumers.sort(key=lambda c: c.name)
+        self.progress = {c.name: self.progress[c.name] for c in consumers}  # deleted consumers' go
         if tuple(consumers) != self.consumers:
             self.consumers = tuple(consumers)
             self._generation += 1
@@ -253,6 +261,8 @@ class Monitor:
         """One round: evaluate the rules, then append what the log lacks (fired) or has too many of (resolved)."""
         self.reload_rules()
         self.alerts = adopt(self.alerts, [self._alert_of(fp, e) for fp, e in self.firing_in_log().items()], now)
+        self.heartbeats = heartbeats_kept(self.heartbeats, self.view.nodes, now.timestamp(),
+                                          self.thresholds.heartbeat_grace)
         health = replace(self.health(), heartbeats=self.heard(), watching_since=self.watching_since)
         self.alerts = evaluate(self.rules(), health, now, self.alerts)
         await self.append_differences(now)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import bisect
 import datetime as dt
 from collections import deque
+from collections.abc import Iterable
 
 from dockyard.eventlog import EventRecord, parse_subject
 from dockyard.schemas.events import PodCreated, PodDeleted, PodScheduled, PodStatusChanged, PodUnschedulable
@@ -58,6 +59,11 @@ class LogTally:
         elif isinstance(event, PodStatusChanged):
             self._observe_restarts(key, sum(c.restart_count for c in event.status.container_statuses), record.time)
         else:
+            self.forget_pods((key,))
+
+    def forget_pods(self, keys: Iterable[Key]) -> None:
+        """Drop what is kept per pod for pods that are gone, so a cluster with churn does not grow the maps."""
+        for key in keys:
             self.created.pop(key, None)
             self.restart_totals.pop(key, None)
             self.restart_times.pop(key, None)

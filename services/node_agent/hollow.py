@@ -18,7 +18,7 @@ from dockyard.services.node_agent.held_images import DEFAULT_INTERVAL as DEFAULT
 from dockyard.services.node_agent.metrics import CONTAINERS_STARTED, RUNNING_CONTAINERS
 from dockyard.services.node_agent.node import ZONE_LABEL, capacity, node_manifest, parse_labels
 from dockyard.services.node_agent.usage import DEFAULT_INTERVAL as DEFAULT_USAGE_INTERVAL
-from dockyard.services.node_agent.usage import UsageSample, pod_requests, synthetic_sample, usage_share
+from dockyard.services.node_agent.usage import UsageSample, container_requests, hollow_samples, usage_share
 
 NEEDS_DATABASE = False
 DRIVER = "hollow"
@@ -71,7 +71,7 @@ def simulated_size(image: str) -> int:
 class HollowPod:
     def __init__(self, pod: Pod, on_change: Callable[[], None], start_delay: float):
         self.uid = pod.metadata.uid
-        self.requests = pod_requests(pod)
+        self.requests = container_requests(pod)
         self.usage_share = usage_share(self.uid)
         self._running_since: float | None = None  # monotonic
         self.on_change = on_change
@@ -103,12 +103,12 @@ class HollowPod:
         self._count_running(True)
         self.on_change()
 
-    def usage_sample(self, monotonic: float) -> UsageSample | None:
-        """Synthetic: a stable share of its requests while it runs (at the round's clock, so every round
-        gives the same rate)."""
+    def container_samples(self, monotonic: float) -> dict[str, UsageSample]:
+        """Synthetic: a stable share of its requests while it runs, split over its containers by their
+        requests (at the round's clock, so every round gives the same rate)."""
         if self._running_since is None:
-            return None
-        return synthetic_sample(self.usage_share, *self.requests, monotonic - self._running_since)
+            return {}
+        return hollow_samples(self.usage_share, self.requests, monotonic - self._running_since)
 
     def _count_running(self, running: bool) -> None:
         self._running_since = (self._running_since or time.monotonic()) if running else None

@@ -148,13 +148,10 @@ class ProcessPod:
     def container_statuses(self) -> tuple[ContainerStatus, ...]:
         return tuple(runner.status for runner in self.containers)
 
-    def usage_sample(self, monotonic: float) -> UsageSample | None:
-        """Its containers' process groups, summed; None when none is running."""
-        samples = [sample for runner in self.containers if (sample := runner.usage_sample(monotonic)) is not None]
-        if not samples:
-            return None
-        return UsageSample(cpu_seconds=sum(s.cpu_seconds for s in samples),
-                           memory_bytes=sum(s.memory_bytes for s in samples))
+    def container_samples(self, monotonic: float) -> dict[str, UsageSample]:
+        """Each running container's sample (its process group, or its cgroup under runc), by name."""
+        return {runner.container.name: sample for runner in self.containers
+                if (sample := runner.usage_sample(monotonic)) is not None}
 
     async def stop(self) -> None:
         grace = self.pod.spec.termination_grace_period_seconds
@@ -186,7 +183,7 @@ class ContainerRunner:
         restarts = max(previous.restart_count if previous else 0, self.record.restart_count)
         self.status = _replace(previous or container_created(container.name, host_ports),
                                host_ports=dict(host_ports), restart_count=restarts)
-        self.subject = logs_subject(meta.namespace, meta.name, container.name)
+        self.subject = logs_subject(meta.namespace, meta.name, meta.uid, container.name, restarts)
         self.tails = {stream: FileTail(StateDir.log_path(pod.dir, container.name, stream),
                                        getattr(self.record, f"{stream}_offset")) for stream in LOG_STREAMS}
         self.process: ContainerProcess | None = None
@@ -316,6 +313,9 @@ class ContainerRunner:
     async def _start_process(self) -> ContainerProcess | None:
         restarted = not (self.status.state == "waiting" and self.status.reason == CONTAINER_CREATING)
         started_at = now_rfc3339()
+        # Before it can print a line: each run's lines go to its own instance (restart count).
+        self.subject = logs_subject(self.record.namespace, self.record.pod, self.pod.uid, self.container.name,
+                                    run_started(self.status, started_at, restarted).restart_count)
         try:
             process = await self._launch()
         except OSError as exc:

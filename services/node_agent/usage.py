@@ -2,9 +2,10 @@
 
 A sample is cumulative CPU time plus resident memory; two samples a window apart give the
 average CPU rate over the window (cpu_millis), as the kubelet's summary API does. Drivers
-provide the samples: `PodWorker.usage_sample(monotonic)` (optional) per pod, and optionally
-`Driver.node_usage_sample()` for the whole machine (without it a node's figures are the sum
-of its pods', as for hollow nodes).
+provide the samples, all at the round's clock: `PodWorker.container_samples(monotonic)` per
+running container (the pod is their sum), else `PodWorker.usage_sample(monotonic)` per pod
+(both optional), and optionally `Driver.node_usage_sample()` for the whole machine (without it
+a node's figures are the sum of its pods', as for hollow nodes).
 """
 
 from __future__ import annotations
@@ -14,14 +15,15 @@ import hashlib
 import logging
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
+from typing import NamedTuple
 
 import msgspec
 
 from dockyard.eventlog import USAGE_BUCKET, EventLog, now_rfc3339
 from dockyard.schemas.manifests import Pod
 from dockyard.schemas.quantity import cpu_millis, memory_bytes
-from dockyard.schemas.usage import NodeUsage, PodUsage, usage_encoder
+from dockyard.schemas.usage import ContainerUsage, NodeUsage, PodUsage, usage_encoder
 
 log = logging.getLogger(__name__)
 
@@ -62,14 +64,54 @@ def synthetic_sample(share: float, cpu_request_millis: int, memory_request_bytes
     return UsageSample(cpu_seconds=share * cpu / 1000 * max(running_seconds, 0.0), memory_bytes=int(share * memory))
 
 
+def container_requests(pod: Pod) -> dict[str, tuple[int, int]]:
+    """Each container's (cpu millicores, memory bytes) requests, in the pod's order."""
+    requests = {}
+    for container in pod.spec.containers:
+        asked = container.resources.requests
+        requests[container.name] = (cpu_millis(asked["cpu"]) if "cpu" in asked else 0,
+                                    memory_bytes(asked["memory"]) if "memory" in asked else 0)
+    return requests
+
+
 def pod_requests(pod: Pod) -> tuple[int, int]:
     """(cpu millicores, memory bytes) the pod's containers request."""
-    cpu = memory = 0
-    for container in pod.spec.containers:
-        requests = container.resources.requests
-        cpu += cpu_millis(requests["cpu"]) if "cpu" in requests else 0
-        memory += memory_bytes(requests["memory"]) if "memory" in requests else 0
-    return cpu, memory
+    requests = container_requests(pod).values()
+    return sum(cpu for cpu, _ in requests), sum(memory for _, memory in requests)
+
+
+def sum_samples(samples: Iterable[UsageSample]) -> UsageSample | None:
+    """The samples added up (a pod from its containers); None when there are none."""
+    samples = list(samples)
+    if not samples:
+        return None
+    return UsageSample(cpu_seconds=sum(s.cpu_seconds for s in samples),
+                       memory_bytes=sum(s.memory_bytes for s in samples))
+
+
+def split_by_requests(sample: UsageSample, requests: Mapping[str, tuple[int, int]]) -> dict[str, UsageSample]:
+    """A pod's sample shared among its containers in proportion to their requests of each resource
+    (evenly where none requests it); memory's rounding goes to the last, so the parts add up exactly."""
+    cpu_total = sum(cpu for cpu, _ in requests.values())
+    memory_total = sum(memory for _, memory in requests.values())
+    parts, memory_left = {}, sample.memory_bytes
+    for index, (name, (cpu, memory)) in enumerate(requests.items()):
+        cpu_part = cpu / cpu_total if cpu_total else 1 / len(requests)
+        memory_part = memory / memory_total if memory_total else 1 / len(requests)
+        memory_used = memory_left if index == len(requests) - 1 else int(sample.memory_bytes * memory_part)
+        memory_left -= memory_used
+        parts[name] = UsageSample(cpu_seconds=sample.cpu_seconds * cpu_part, memory_bytes=memory_used)
+    return parts
+
+
+def hollow_samples(share: float, requests: Mapping[str, tuple[int, int]],
+                   running_seconds: float) -> dict[str, UsageSample]:
+    """A hollow pod's containers: the pod's synthetic sample split over them by their requests."""
+    if not requests:
+        return {}
+    pod = synthetic_sample(share, sum(cpu for cpu, _ in requests.values()),
+                           sum(memory for _, memory in requests.values()), running_seconds)
+    return split_by_requests(pod, requests)
 
 
 # ---------------------------------------------------------------- /proc
@@ -131,8 +173,18 @@ def machine_sample(proc: str = "/proc") -> UsageSample:
 
 # ---------------------------------------------------------------- the loop
 
-# (node name, namespace, pod name, uid) -> the worker's sample, or None.
-PodSamples = Iterable[tuple[str, str, str, str, UsageSample | None]]
+class PodSample(NamedTuple):
+    """One pod's sample in a round, with its running containers' where the driver can tell them apart."""
+
+    node: str
+    namespace: str
+    name: str
+    uid: str
+    sample: UsageSample | None
+    containers: tuple[tuple[str, UsageSample], ...] = ()
+
+
+PodSamples = Iterable[PodSample]
 
 
 class UsageReporter:
@@ -146,6 +198,7 @@ class UsageReporter:
         self.node_sample = node_sample
         self.interval = interval
         self._pods: dict[str, UsageSample] = {}  # uid -> last sample
+        self._containers: dict[tuple[str, str], UsageSample] = {}  # (uid, container) -> last sample
         self._node: UsageSample | None = None
         self._at: float | None = None
 
@@ -174,16 +227,26 @@ class UsageReporter:
         window = monotonic - self._at if self._at is not None else 0.0
         pods: dict[str, list[PodUsage]] = {node: [] for node in self.nodes}
         seen: dict[str, UsageSample] = {}
-        for node, namespace, name, uid, now in self.pod_samples(monotonic):
-            if now is None or node not in pods:
+        seen_containers: dict[tuple[str, str], UsageSample] = {}
+        for pod in self.pod_samples(monotonic):
+            if pod.sample is None or pod.node not in pods:
                 continue
-            seen[uid] = now
-            pods[node].append(PodUsage(namespace=namespace, name=name, memory_bytes=now.memory_bytes,
-                                       cpu_millis=cpu_rate_millis(self._pods.get(uid), now, window)))
+            seen[pod.uid] = pod.sample
+            seen_containers.update(((pod.uid, name), now) for name, now in pod.containers)
+            pods[pod.node].append(self._pod_usage(pod, window))
         machine = self.node_sample() if self.node_sample else None
         machine_cpu = cpu_rate_millis(self._node, machine, window) if machine else 0
-        self._pods, self._node, self._at = seen, machine, monotonic
+        self._pods, self._containers, self._node, self._at = seen, seen_containers, machine, monotonic
         return [node_usage(node, timestamp, window, tuple(pods[node]), machine, machine_cpu) for node in self.nodes]
+
+    def _pod_usage(self, pod: PodSample, window: float) -> PodUsage:
+        """The pod's and its containers' rates over the same window, against their samples of the last round."""
+        containers = tuple(
+            ContainerUsage(name=name, memory_bytes=now.memory_bytes,
+                           cpu_millis=cpu_rate_millis(self._containers.get((pod.uid, name)), now, window))
+            for name, now in pod.containers)
+        return PodUsage(namespace=pod.namespace, name=pod.name, memory_bytes=pod.sample.memory_bytes,
+                        cpu_millis=cpu_rate_millis(self._pods.get(pod.uid), pod.sample, window), containers=containers)
 
 
 def node_usage(node: str, timestamp: str, window: float, pods: tuple[PodUsage, ...],
@@ -198,11 +261,22 @@ def node_usage(node: str, timestamp: str, window: float, pods: tuple[PodUsage, .
                      memory_bytes=memory, pods=pods)
 
 
+def worker_sample(worker, monotonic: float) -> tuple[UsageSample | None, tuple[tuple[str, UsageSample], ...]]:
+    """A worker's pod sample and its containers', from one read at the round's clock: with
+    `container_samples` the pod is their sum (so the figures agree), else `usage_sample` gives the pod alone."""
+    per_container = getattr(worker, "container_samples", None)
+    if per_container is not None:
+        containers = tuple(per_container(monotonic).items())
+        return sum_samples(sample for _, sample in containers), containers
+    per_pod = getattr(worker, "usage_sample", None)
+    return (per_pod(monotonic) if per_pod is not None else None), ()
+
+
 def worker_samples(workers: dict, pods: dict, monotonic: float) -> PodSamples:
-    """Each running pod's sample at the round's clock, from workers that can give one (`usage_sample` is
+    """Each running pod's sample at the round's clock, from workers that can give one (sampling is
     optional for a driver)."""
     for key, worker in list(workers.items()):
-        sample = getattr(worker, "usage_sample", None)
         pod = pods.get(key)
-        if sample is not None and pod is not None:
-            yield pod.spec.node_name, key[0], key[1], worker.uid, sample(monotonic)
+        if pod is not None:
+            sample, containers = worker_sample(worker, monotonic)
+            yield PodSample(pod.spec.node_name, key[0], key[1], worker.uid, sample, containers)

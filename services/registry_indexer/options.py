@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import urllib.parse
 from pathlib import Path
@@ -11,6 +12,21 @@ import msgspec
 
 class RegistryOptionError(ValueError):
     """A `--registry*` flag that cannot work; the message names the flag and why."""
+
+
+def registry_url(value: str) -> str:
+    """A `--registry` flag's value as argparse checks it (`type=`), so a bad one stops the command before
+    anything starts: an http(s) URL with a host. "" (no registry) passes."""
+    if not value:
+        return value
+    parts = urllib.parse.urlsplit(value)
+    try:
+        valid = parts.scheme in ("http", "https") and bool(parts.hostname) and (parts.port or 0) >= 0
+    except ValueError:  # a port that is not a number, or out of range
+        valid = False
+    if not valid:
+        raise argparse.ArgumentTypeError(f'expected a URL such as http://127.0.0.1:5000, got "{value}"')
+    return value
 
 
 class RegistryOptions(msgspec.Struct, frozen=True, kw_only=True):
@@ -23,7 +39,8 @@ class RegistryOptions(msgspec.Struct, frozen=True, kw_only=True):
     @classmethod
     def checked(cls, url: str, username: str = "", password_file: str = "", insecure: bool = False,
                 webhook_port: int = 0) -> RegistryOptions | None:
-        """The options from `up`'s flags; None without --registry. RegistryOptionError for what cannot work."""
+        """The options from `up`'s flags (the URL already checked by `registry_url`); None without --registry.
+        RegistryOptionError for what cannot work."""
         if not url:
             given = [flag for flag, value in (("--registry-username", username),
                                                ("--registry-password-file", password_file),
@@ -32,9 +49,6 @@ class RegistryOptions(msgspec.Struct, frozen=True, kw_only=True):
             if given:
                 raise RegistryOptionError(f"{given[0]}: needs --registry URL")
             return None
-        parts = urllib.parse.urlsplit(url if "://" in url else f"//{url}")
-        if parts.scheme not in ("", "http", "https") or not parts.netloc:
-            raise RegistryOptionError(f"--registry: {url!r} is not a registry URL (http[s]://host[:port] or host:port)")
         if password_file:
             path = Path(password_file).expanduser().resolve()
             if not path.is_file() or not os.access(path, os.R_OK):

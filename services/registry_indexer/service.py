@@ -21,6 +21,7 @@ from dockyard.service import Health
 from dockyard.services.registry_indexer.content import Garbage
 from dockyard.services.registry_indexer.distribution import Registry, Resolved, Unreachable
 from dockyard.services.registry_indexer.index import RegistryIndex, image_filter, registry_subject
+from dockyard.services.registry_indexer.options import registry_url
 
 log = logging.getLogger(__name__)
 logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per request drowns the log
@@ -40,7 +41,8 @@ NOTIFICATIONS = Counter("dockyard_registry_indexer_notifications_total", "Regist
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--registry", required=True, help="the registry's URL (http://host:port or host:port)")
+    parser.add_argument("--registry", required=True, type=registry_url,
+                        help="the registry's URL (http[s]://host[:port])")
     parser.add_argument("--username", default="", help="user for basic auth or the bearer-token flow")
     parser.add_argument("--password-file", default="", help="a file holding the password")
     parser.add_argument("--insecure", action="store_true", help="plain HTTP, or HTTPS without verifying")

@@ -137,6 +137,18 @@ def test_unsupported_kubernetes_fields_are_all_listed(stack_env, tmp_path):
     assert "spec.template.spec.containers[0].lifecycle" in stderr
 
 
+def test_every_type_error_of_a_manifest_is_listed_one_per_line(stack_env, tmp_path):
+    document = deployment_manifest()
+    document["spec"]["replicas"] = "three"
+    document["spec"]["template"]["spec"]["containers"][0]["ports"] = [{"containerPort": "eighty"}]
+    path = write(tmp_path, "bad.yaml", document)
+    stderr = refused(dockyard(stack_env, "apply", "-f", path))
+    assert stderr.splitlines() == [
+        f"error: {path}: spec.replicas: expected int, got str",
+        f"error: {path}: spec.template.spec.containers[0].ports[0].containerPort: expected int, got str",
+    ], stderr
+
+
 @pytest.mark.parametrize(
     "content,expected",
     [

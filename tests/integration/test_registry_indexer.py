@@ -317,11 +317,15 @@ def test_up_refuses_registry_flags_that_cannot_work(tmp_path):
     home = tmp_path / "home"
     for args, message in [
         (("--registry-username", "u"), "--registry-username: needs --registry URL"),
-        (("--registry", "ftp://x"), "--registry: 'ftp://x' is not a registry URL"),
-        (("--registry", "x:5000", "--registry-password-file", str(tmp_path / "none")),
+        (("--registry", "http://x:5000", "--registry-password-file", str(tmp_path / "none")),
          "--registry-password-file: "),
     ]:
         refused = in_home(home, "up", "--detach", *args)
         assert refused.returncode == 1 and refused.stderr.decode().startswith(f"error: {message}"), refused.stderr
         assert b"Traceback" not in refused.stderr
+    for command, url in [(("up", "--detach"), "ftp://x"), (("up", "--detach"), "not-a-url"),
+                         (("up", "--detach"), "x:5000"), (("run", "registry-indexer"), "not-a-url")]:
+        refused = in_home(home, *command, "--registry", url)  # argparse refuses it, as any bad flag: exit 2
+        assert refused.returncode == 2, refused.stderr
+        assert f'--registry: expected a URL such as http://127.0.0.1:5000, got "{url}"' in refused.stderr.decode()
     assert not (home / "stack.json").exists()

@@ -79,3 +79,61 @@ def test_top_shows_a_busy_process_pod_and_hollow_nodes(services, nats_server, da
         from dockyard.services.node_agent.runtime import kill_recorded_processes
 
         kill_recorded_processes(tmp_path / "n1")
+
+
+def two_container_pod(name: str, node: str, *containers: tuple[str, list[str], str]) -> dict:
+    manifest = pinned_pod(name, node, [])
+    manifest["spec"]["containers"] = [{"name": container, "image": "busybox", "command": command,
+                                       "resources": {"requests": {"cpu": cpu, "memory": "64Mi"}}}
+                                      for container, command, cpu in containers]
+    return manifest
+
+
+def container_table(env, *args: str) -> dict[tuple[str, str], list[str]]:
+    """`top pods --containers` keyed by (pod, container)."""
+    rows = {}
+    result = dockyard(env, "top", "pods", "--containers", *args)
+    if result.returncode == 0:
+        for line in result.stdout.decode().splitlines()[1:]:
+            pod, container, *figures = line.split()
+            rows[pod, container] = figures
+    return rows
+
+
+def test_top_pods_containers_shows_each_containers_usage(services, nats_server, database_url, tmp_path):
+    env = dict(os.environ, DOCKYARD_NATS_URL=nats_server.url, DOCKYARD_DATABASE_URL=database_url)
+    services("projector")
+    services("api")
+    services("scheduler")
+    services("node-agent", "--name", "n1", "--state-dir", str(tmp_path / "n1"), *FAST_AGENT, *FAST_USAGE)
+    services("hollow-nodes", "--count", "1", "--heartbeat-interval", "0.5", *FAST_USAGE)
+    duo = two_container_pod("duo", "n1", ("spin", ["python3", "-c", "while True: pass"], "200m"),
+                            ("nap", ["sleep", "3600"], "100m"))
+    pair = two_container_pod("pair", "hollow-0", ("app", ["sleep", "3600"], "300m"),
+                             ("proxy", ["sleep", "3600"], "100m"))
+    try:
+        ok(dockyard(env, "apply", "-f", "-", stdin=yaml.safe_dump_all([duo, pair]).encode()))
+
+        def shown(rows) -> bool:
+            wanted = {("duo", "spin"), ("duo", "nap"), ("pair", "app"), ("pair", "proxy")}
+            return (wanted <= rows.keys() and millicores(rows["duo", "spin"][0]) > 100
+                    and millicores(rows["duo", "nap"][0]) < millicores(rows["duo", "spin"][0])
+                    and millicores(rows["pair", "proxy"][0]) > 0)
+
+        deadline = time.monotonic() + 60.0
+        while not shown(rows := container_table(env)):
+            assert time.monotonic() < deadline, rows
+            time.sleep(0.5)
+        assert rows["duo", "nap"][1].endswith("Mi") and rows["duo", "spin"][1].endswith("Mi")
+        # A hollow pod's figures are split over its containers by their requests (3:1 here), all from one report.
+        app, proxy = millicores(rows["pair", "app"][0]), millicores(rows["pair", "proxy"][0])
+        assert abs(app - 3 * proxy) <= 3
+        lines = ok(dockyard(env, "top", "pods", "--containers", "-A")).splitlines()
+        assert lines[0].split() == ["NAMESPACE", "POD", "NAME", "CPU(cores)", "MEMORY(bytes)"]
+        assert {tuple(line.split()[:3]) for line in lines[1:]} == {
+            ("default", "duo", "spin"), ("default", "duo", "nap"),
+            ("default", "pair", "app"), ("default", "pair", "proxy")}
+    finally:
+        from dockyard.services.node_agent.runtime import kill_recorded_processes
+
+        kill_recorded_processes(tmp_path / "n1")

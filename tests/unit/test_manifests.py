@@ -598,6 +598,33 @@ def test_validate_can_name_where_the_document_came_from():
 # ---------------------------------------------------------------- loading documents
 
 
+def test_every_type_error_is_reported_not_just_the_first():
+    document = make_deployment(replicas="three", containers=[
+        make_container("web", ports=[{"containerPort": "eighty"}, {"containerPort": 81, "hostPort": 8.5}]),
+        {"image": "nginx", "args": "not-a-list"},
+    ])
+    document["metadata"]["labels"] = {"tier": 1}
+
+    assert error_lines(document) == [
+        "metadata.labels.tier: expected str, got int",
+        "spec.replicas: expected int, got str",
+        f"{CONTAINER}.ports[0].containerPort: expected int, got str",
+        f"{CONTAINER}.ports[1].hostPort: expected int, got float",
+        "spec.template.spec.containers[1].args: expected array, got str",
+        "spec.template.spec.containers[1].name: required field is missing",
+    ]
+
+
+@pytest.mark.parametrize(("document", "message"), [
+    (make_deployment(replicas="three"), "spec.replicas: expected int, got str"),
+    (changed(make_pod(), "spec.containers", {"name": "web"}), "spec.containers: expected array, got object"),
+    (changed(make_pod(), "spec.containers[0].name", _REMOVE), "spec.containers[0].name: required field is missing"),
+    (changed(make_pod(), "metadata", "web"), "metadata: expected object, got str"),
+], ids=["a-field", "a-list-that-is-not", "a-missing-field", "an-object-that-is-not"])
+def test_a_single_type_error_reads_as_msgspec_gives_it(document, message):
+    assert error_lines(document) == [message]
+
+
 def test_document_over_the_size_limit_is_refused_before_parsing():
     # Unparseable as YAML on purpose: only the size check may answer.
     opening = b"kind: Pod\nitems: "

@@ -6,17 +6,22 @@ import os
 
 import pytest
 
-from dockyard.schemas.usage import NodeUsage, PodUsage
+from dockyard.schemas.usage import ContainerUsage, NodeUsage, PodUsage, usage_decoder, usage_encoder
 from dockyard.services.node_agent.usage import (
+    PodSample,
     ProcessGroupTable,
     UsageReporter,
     UsageSample,
+    container_requests,
     cpu_rate_millis,
+    hollow_samples,
     machine_sample,
     pod_requests,
     process_group_samples,
+    split_by_requests,
     synthetic_sample,
     usage_share,
+    worker_samples,
 )
 from tests.builders import make_pod
 
@@ -51,7 +56,8 @@ def test_pod_requests_sum_the_containers():
 
 
 def reporter(samples: list, machine=None) -> UsageReporter:
-    return UsageReporter(log_=None, nodes=["n1", "n2"], pod_samples=lambda monotonic: samples.pop(0),
+    return UsageReporter(log_=None, nodes=["n1", "n2"],
+                         pod_samples=lambda monotonic: [PodSample(*pod) for pod in samples.pop(0)],
                          node_sample=(lambda: machine.pop(0)) if machine is not None else None)
 
 
@@ -115,3 +121,94 @@ def test_the_machine_from_proc_stat_and_meminfo(tmp_path):
     sample = machine_sample(str(tmp_path))
     ticks = os.sysconf("SC_CLK_TCK")
     assert sample == UsageSample(cpu_seconds=180 / ticks, memory_bytes=5000 * 1024)
+
+
+@pytest.mark.parametrize(("requests", "expected"), [
+    ({"a": (300, 96), "b": (100, 32)}, {"a": (3.0, 75), "b": (1.0, 25)}),
+    ({"a": (0, 0), "b": (0, 0)}, {"a": (2.0, 50), "b": (2.0, 50)}),
+    ({"a": (400, 0), "b": (0, 0), "c": (0, 0)}, {"a": (4.0, 33), "b": (0.0, 33), "c": (0.0, 34)}),
+    ({"only": (0, 0)}, {"only": (4.0, 100)}),
+], ids=["by-requests", "none-request-evenly", "memory-rounding-to-the-last", "one-container"])
+def test_a_pod_sample_is_split_over_its_containers_by_their_requests(requests, expected):
+    parts = split_by_requests(UsageSample(4.0, 100), requests)
+    assert {name: (round(p.cpu_seconds, 9), p.memory_bytes) for name, p in parts.items()} == expected
+    assert sum(p.memory_bytes for p in parts.values()) == 100
+
+
+def test_a_hollow_pods_containers_add_up_to_the_pods_synthetic_sample():
+    pod = make_pod(containers=[
+        {"name": "app", "image": "x", "resources": {"requests": {"cpu": "300m", "memory": "96Mi"}}},
+        {"name": "sidecar", "image": "x", "resources": {"requests": {"cpu": "100m", "memory": "32Mi"}}},
+    ])
+    requests = container_requests(pod)
+    assert requests == {"app": (300, 96 << 20), "sidecar": (100, 32 << 20)}
+    share = usage_share(pod.metadata.uid)
+    parts = hollow_samples(share, requests, 10.0)
+    whole = synthetic_sample(share, *pod_requests(pod), 10.0)
+    assert list(parts) == ["app", "sidecar"]
+    assert sum(p.memory_bytes for p in parts.values()) == whole.memory_bytes
+    assert parts["app"].cpu_seconds == pytest.approx(3 * parts["sidecar"].cpu_seconds)
+    assert hollow_samples(share, {}, 10.0) == {}
+
+
+def test_containers_get_rates_over_the_same_window_as_their_pod():
+    rounds = [
+        [("n1", "default", "a", "u1", UsageSample(1.5, 30), (("web", UsageSample(1.0, 20)),
+                                                             ("log", UsageSample(0.5, 10))))],
+        [("n1", "default", "a", "u1", UsageSample(4.0, 35), (("web", UsageSample(3.0, 25)),
+                                                             ("log", UsageSample(1.0, 10))))],
+    ]
+    usage = reporter(rounds)
+    first, _ = usage.sample(10.0, "t1")
+    assert [(c.name, c.cpu_millis) for c in first.pods[0].containers] == [("web", 0), ("log", 0)]
+    n1, _ = usage.sample(12.0, "t2")
+    assert n1.pods == (PodUsage(namespace="default", name="a", cpu_millis=1250, memory_bytes=35, containers=(
+        ContainerUsage(name="web", cpu_millis=1000, memory_bytes=25),
+        ContainerUsage(name="log", cpu_millis=250, memory_bytes=10))),)
+
+
+def test_a_restarted_container_starts_its_rate_again():
+    rounds = [
+        [("n1", "default", "a", "u1", UsageSample(9.0, 1), (("web", UsageSample(9.0, 1)),))],
+        [("n1", "default", "a", "u1", UsageSample(0.2, 1), (("web", UsageSample(0.2, 1)),))],
+    ]
+    usage = reporter(rounds)
+    usage.sample(0.0, "t1")
+    n1, _ = usage.sample(2.0, "t2")
+    assert (n1.pods[0].cpu_millis, n1.pods[0].containers[0].cpu_millis) == (0, 0)
+
+
+class ContainerWorker:
+    def __init__(self, uid: str, samples: dict[str, UsageSample]):
+        self.uid, self.samples, self.clocks = uid, samples, []
+
+    def container_samples(self, monotonic: float) -> dict[str, UsageSample]:
+        self.clocks.append(monotonic)
+        return self.samples
+
+
+class PodWorker:
+    uid = "u2"
+
+    def usage_sample(self, monotonic: float) -> UsageSample | None:
+        return UsageSample(1.0, 7)
+
+
+def test_a_workers_pod_sample_is_the_sum_of_its_containers_read_once_at_the_rounds_clock():
+    per_container = ContainerWorker("u1", {"web": UsageSample(1.0, 20), "log": UsageSample(0.5, 10)})
+    idle = ContainerWorker("u3", {})
+    pods = {("default", "a"): make_pod(name="a", nodeName="n1"), ("default", "b"): make_pod(name="b", nodeName="n1"),
+            ("default", "c"): make_pod(name="c", nodeName="n1")}
+    workers = {("default", "a"): per_container, ("default", "b"): PodWorker(), ("default", "c"): idle}
+    samples = {s.name: s for s in worker_samples(workers, pods, 42.0)}
+    assert samples["a"] == PodSample("n1", "default", "a", "u1", UsageSample(1.5, 30),
+                                     (("web", UsageSample(1.0, 20)), ("log", UsageSample(0.5, 10))))
+    assert samples["b"] == PodSample("n1", "default", "b", "u2", UsageSample(1.0, 7), ())
+    assert samples["c"].sample is None and per_container.clocks == [42.0]
+
+
+def test_old_and_new_pod_usage_read_each_other():
+    old = b'{"node":"n1","timestamp":"t","pods":[{"namespace":"default","name":"a","cpu_millis":5}]}'
+    assert usage_decoder.decode(old).pods[0].containers == ()
+    without = NodeUsage(node="n1", timestamp="t", pods=(PodUsage(namespace="default", name="a", cpu_millis=5),))
+    assert b"containers" not in usage_encoder.encode(without)

@@ -7,7 +7,7 @@ import pytest
 from dockyard.cli_top import node_rows, pod_rows
 from dockyard.cluster_summary import ClusterSummary
 from dockyard.printers import cluster_summary_lines
-from dockyard.schemas.usage import NodeUsage, PodUsage
+from dockyard.schemas.usage import ContainerUsage, NodeUsage, PodUsage
 
 MI = 1024 * 1024
 
@@ -45,6 +45,27 @@ def test_nodes_show_usage_and_share_of_allocatable_and_unknown_without_a_report(
 ], ids=["namespace", "other-namespace", "all-by-cpu", "by-memory"])
 def test_pods(namespace, all_namespaces, sort_by, expected):
     assert pod_rows(USAGES, namespace, all_namespaces, sort_by) == expected
+
+
+CONTAINER_USAGES = {
+    "n1": NodeUsage(node="n1", timestamp="t", pods=(
+        PodUsage(namespace="default", name="web-1", cpu_millis=250, memory_bytes=64 * MI, containers=(
+            ContainerUsage(name="app", cpu_millis=200, memory_bytes=48 * MI),
+            ContainerUsage(name="proxy", cpu_millis=50, memory_bytes=16 * MI))),
+        PodUsage(namespace="default", name="old-1", cpu_millis=900, memory_bytes=8 * MI),  # an older agent's
+        PodUsage(namespace="team", name="job-1", cpu_millis=300, memory_bytes=8 * MI, containers=(
+            ContainerUsage(name="main", cpu_millis=300, memory_bytes=8 * MI),)),
+    )),
+}
+
+
+@pytest.mark.parametrize(("all_namespaces", "sort_by", "expected"), [
+    (False, None, [["web-1", "app", "200m", "48Mi"], ["web-1", "proxy", "50m", "16Mi"]]),
+    (True, "cpu", [["team", "job-1", "main", "300m", "8Mi"], ["default", "web-1", "app", "200m", "48Mi"],
+                   ["default", "web-1", "proxy", "50m", "16Mi"]]),
+], ids=["namespace", "all-by-pod-cpu"])
+def test_pods_with_containers(all_namespaces, sort_by, expected):
+    assert pod_rows(CONTAINER_USAGES, "default", all_namespaces, sort_by, containers=True) == expected
 
 
 def test_the_status_summary():
