@@ -46,7 +46,7 @@ class ClusterView:
         self.pod_seq: dict[Key, int] = {}
         self.bindings: dict[str, dict[Key, PodBinding]] = {}  # node -> pods the scheduler placed there
         # Kept apart from the nodes (the reports' own aggregate): a report read before its node's
-        # registration, or across a re-registration, is joined on as soon as the node is there.
+        # registration is joined on as soon as the node is there; a deregistration forgets it.
         self.node_images: HeldImages = {}
         self.position = 0
         self.caught_up = asyncio.Event()
@@ -70,6 +70,7 @@ class ClusterView:
             if node is None:
                 self.nodes.pop(name, None)
                 self.bindings.pop(name, None)
+                self.node_images.pop(name, None)  # a node of that name reports what it holds anew
             else:
                 self.nodes[name] = with_held_images(node, self.node_images)
             return

@@ -59,6 +59,17 @@ class EvaluationError(RuntimeError):
 # ---------------------------------------------------------------- syntax tree
 
 
+_GLOBAL_FLAGS = re.compile(r"^\(\?[aiLmsux]+\)")
+
+
+def anchored(pattern: str) -> re.Pattern:
+    """A label regex anchored at both ends, as Prometheus' are. Leading flags (`(?i)foo`, RE2's idiom for
+    case-insensitive) stay in front: Python refuses global flags anywhere else. Raises re.error."""
+    flags = _GLOBAL_FLAGS.match(pattern)
+    head = flags.group(0) if flags else ""
+    return re.compile(f"{head}(?:{pattern[len(head):]})\\Z")
+
+
 @dataclass(frozen=True)
 class Matcher:
     label: str
@@ -67,8 +78,8 @@ class Matcher:
     regex: re.Pattern | None = field(default=None, init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        if self.op in ("=~", "!~"):  # anchored, as Prometheus' are
-            object.__setattr__(self, "regex", re.compile(f"(?:{self.value})\\Z"))
+        if self.op in ("=~", "!~"):
+            object.__setattr__(self, "regex", anchored(self.value))
 
     def matches(self, actual: str) -> bool:
         if self.op == "=":
@@ -399,7 +410,7 @@ class Parser:
         text = _unquote(value)
         if op.text in ("=~", "!~"):
             try:
-                re.compile(text)
+                anchored(text)
             except re.error as exc:
                 raise PromQLError(f"bad regular expression {text!r}: {exc}", value.position) from None
         return Matcher(label.text, op.text, text)

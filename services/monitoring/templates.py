@@ -284,6 +284,9 @@ def humanize_duration(value: object) -> str:
 
 
 _VERB = re.compile(r"%([-+# 0]*)(\d+)?(?:\.(\d+))?([a-zA-Z%])")
+# Go pads to any width; a rule file (or a label value used as the format) must not make the service
+# build a string of gigabytes every round.
+MAX_WIDTH = 1000
 
 
 def printf(template: object, *args: object) -> str:
@@ -299,6 +302,8 @@ def printf(template: object, *args: object) -> str:
         if not remaining:
             return f"%!{verb}(MISSING)"
         arg = remaining.pop(0)
+        if int(width or 0) > MAX_WIDTH or int(precision or 0) > MAX_WIDTH:
+            raise ValueError(f"printf: width and precision are at most {MAX_WIDTH}")
         spec = f"%{flags}{width or ''}{'.' + precision if precision is not None else ''}"
         if verb in "sv":
             return (spec + "s") % _shown(arg)

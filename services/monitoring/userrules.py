@@ -278,6 +278,10 @@ class RuleFile:
         except (RuleFileError, OSError, UnicodeDecodeError) as exc:
             self.error = f"{self.path}: {exc}"
             return False
+        except Exception as exc:  # a file we failed to judge is refused too: the old rules go on working
+            log.exception("rule file %s could not be read", self.path)
+            self.error = f"{self.path}: cannot be used: {exc}"
+            return False
         self.history.keep_only(selector.key for rule in self.rules
                                for selector in promql.matrix_selectors(rule.condition.expr))
         self.error = ""

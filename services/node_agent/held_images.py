@@ -73,7 +73,10 @@ class ImageReporter:
             if node is None:
                 continue  # not registered yet: the view says nothing to compare with
             images = self._reported(name)
-            # What we last sent, until the view reads it: no second report of the same set.
+            if name in self.sent and self.view.node_images.get(name) == self.sent[name]:
+                del self.sent[name]  # the view has read it: from now on compare with the view alone
+            # What we last sent, until the view reads it: no second report of the same set. (A node
+            # deregistered and registered again has lost its report in the view: it is sent anew.)
             if images != node.status.images and images != self.sent.get(name):
                 appends.append(Append(subject=subject_for("nodeimages", "", name),
                                       event=NodeImagesReported(node_name=name, images=images)))

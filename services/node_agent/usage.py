@@ -245,8 +245,12 @@ class UsageReporter:
             ContainerUsage(name=name, memory_bytes=now.memory_bytes,
                            cpu_millis=cpu_rate_millis(self._containers.get((pod.uid, name)), now, window))
             for name, now in pod.containers)
+        # With containers, the pod's rate is the sum of theirs: a container that restarted or stopped
+        # resets its cumulative time, which would take the pod's whole difference to 0.
+        cpu = (sum(c.cpu_millis for c in containers) if containers
+               else cpu_rate_millis(self._pods.get(pod.uid), pod.sample, window))
         return PodUsage(namespace=pod.namespace, name=pod.name, memory_bytes=pod.sample.memory_bytes,
-                        cpu_millis=cpu_rate_millis(self._pods.get(pod.uid), pod.sample, window), containers=containers)
+                        cpu_millis=cpu, containers=containers)
 
 
 def node_usage(node: str, timestamp: str, window: float, pods: tuple[PodUsage, ...],

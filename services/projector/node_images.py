@@ -9,7 +9,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from dockyard.eventlog import EventRecord, parse_subject
-from dockyard.schemas.events import NodeImagesReported
+from dockyard.schemas.events import NodeDeregistered, NodeImagesReported
 from dockyard.schemas.manifests import ContainerImage
 from dockyard.state import HeldImages
 
@@ -35,11 +35,27 @@ def latest_reports(records: Sequence[EventRecord]) -> dict[str, _Report]:
     return latest
 
 
+def last_deregistrations(records: Sequence[EventRecord]) -> dict[str, int]:
+    """Each node's last deregistration among `records`: node -> its sequence."""
+    return {parse_subject(r.subject)[2]: r.seq for r in records if isinstance(r.event, NodeDeregistered)}
+
+
 async def record_reports(conn: AsyncConnection, records: Sequence[EventRecord]) -> None:
-    """Keep each node's last report; an older one (a rebuild replaying the log) never replaces a newer."""
+    """Keep each node's last report; an older one (a rebuild replaying the log) never replaces a newer.
+    A deregistered node's report goes with it (what a node of that name holds next, it reports anew)."""
     reports = list(latest_reports(records).values())
-    if not reports:
-        return
+    if reports:
+        await _upsert(conn, reports)
+    gone = last_deregistrations(records)
+    if gone:
+        await conn.execute(
+            text(f"DELETE FROM {NODE_IMAGES_TABLE} USING jsonb_each_text(CAST(:gone AS jsonb)) AS g(name, seq)"
+                 f" WHERE {NODE_IMAGES_TABLE}.name = g.name AND {NODE_IMAGES_TABLE}.seq < g.seq::bigint"),
+            {"gone": _encoder.encode(gone).decode()},
+        )
+
+
+async def _upsert(conn: AsyncConnection, reports: list[_Report]) -> None:
     await conn.execute(
         text(f"INSERT INTO {NODE_IMAGES_TABLE} (name, images, seq)"
              f" SELECT * FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS r(name text, images jsonb, seq bigint)"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-from dockyard.schemas.events import NodeImagesReported
+from dockyard.schemas.events import NodeDeregistered, NodeImagesReported, NodeRegistered
 from dockyard.schemas.manifests import Condition, ContainerImage
 from dockyard.services.node_agent.held_images import MAX_IMAGES, ImageReporter, held_images_of, reported_images
 from dockyard.services.node_agent.hollow import HollowDriver, simulated_size
@@ -88,6 +88,21 @@ def test_a_report_on_its_way_is_not_repeated():
     reporter = ImageReporter(None, view, ("n1",), driver.held_images_on, meta=None)
     reporter.sent["n1"] = driver.held_images_on("n1")  # appended, not yet read back by the view
     assert reporter.changed() == []
+
+
+def test_a_node_registered_again_is_told_what_it_holds_again():
+    driver = HollowDriver()
+    driver.worker_for(pod_on("n1", "app:1"), lambda: None)
+    view = view_with("n1")
+    reporter = ImageReporter(None, view, ("n1",), driver.held_images_on, meta=None)
+    (append,) = reporter.changed()
+    reporter.sent["n1"] = append.event.images
+    view.apply(event_record(9, append.subject, append.event))
+    assert reporter.changed() == [] and "n1" not in reporter.sent  # read back: the view is the reference now
+    view.apply(event_record(10, "dy.evt.node.n1", NodeDeregistered()))
+    view.apply(event_record(11, "dy.evt.node.n1", NodeRegistered(node=node_manifest("n1", capacity("4", "8Gi", 110)))))
+    (again,) = reporter.changed()
+    assert again.event == append.event
 
 
 def test_a_hollow_node_reports_canonical_names_like_a_runc_node():

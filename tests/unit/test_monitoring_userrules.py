@@ -277,3 +277,28 @@ def test_rules_read_every_family_the_metrics_endpoint_serves():
     everything = ClusterHealth(nodes=(NodeHealth(name="n1", ready="True"),))
     assert [f.name for f in cluster_families(everything)] == \
         [f.name for group in FAMILY_GROUPS for f in group(everything)]
+
+
+def test_a_case_insensitive_regex_is_taken_as_re2_takes_it(tmp_path):
+    path = tmp_path / "rules.yaml"
+    path.write_text(rule_with(expr="'dockyard_node_status_condition{condition=~\"(?i)ready\"} == 1'"))
+    rule_file = RuleFile(str(path))
+    assert rule_file.reload_if_changed() is True, rule_file.error
+    state = ClusterHealth(nodes=(NodeHealth(name="n1", ready="True"),))
+    alerts = evaluate(rule_file.rules, state, T0, {})
+    assert {a.labels["condition"] for a in alerts.values()} == {"Ready"}
+
+
+def test_flags_inside_a_regex_are_refused_with_the_column(tmp_path):
+    path = tmp_path / "rules.yaml"
+    path.write_text(rule_with(expr="'up{job=~\"a(?i)b\"} > 1'"))
+    rule_file = RuleFile(str(path))
+    assert rule_file.reload_if_changed() is False
+    assert "line 5" in rule_file.error and "bad regular expression" in rule_file.error
+    assert rule_file.reload_if_changed() is None  # judged once, and the judgement kept
+
+
+def test_a_huge_printf_width_is_an_expansion_error_not_a_huge_string():
+    from dockyard.services.monitoring.templates import parse_template, render
+    assert render(parse_template('{{ printf "%300000000d" 1 }}!'), {}, 0.0) == (
+        "<error expanding template: printf: width and precision are at most 1000>!")

@@ -178,6 +178,17 @@ def test_a_restarted_container_starts_its_rate_again():
     assert (n1.pods[0].cpu_millis, n1.pods[0].containers[0].cpu_millis) == (0, 0)
 
 
+def test_one_containers_restart_leaves_the_others_cpu_in_the_pods():
+    rounds = [
+        [("n1", "default", "a", "u1", UsageSample(10.0, 2), (("web", UsageSample(1.0, 1)), ("log", UsageSample(9.0, 1))))],
+        [("n1", "default", "a", "u1", UsageSample(3.1, 2), (("web", UsageSample(3.0, 1)), ("log", UsageSample(0.1, 1))))],
+    ]
+    usage = reporter(rounds)
+    usage.sample(0.0, "t1")
+    n1, _ = usage.sample(2.0, "t2")
+    assert n1.pods[0].cpu_millis == 1000 and [c.cpu_millis for c in n1.pods[0].containers] == [1000, 0]
+
+
 class ContainerWorker:
     def __init__(self, uid: str, samples: dict[str, UsageSample]):
         self.uid, self.samples, self.clocks = uid, samples, []
