@@ -1,6 +1,6 @@
 """Manifest kinds (Deployment, Pod, Node) as msgspec structs, in Kubernetes' camelCase wire shape."""
 
-from typing import ClassVar, Literal
+from typing import Annotated, ClassVar, Literal
 
 import msgspec
 
@@ -19,6 +19,9 @@ RESOURCE_NAMES = ("cpu", "ephemeral-storage", "memory", "pods")
 CONDITION_STATUSES = ("True", "False", "Unknown")
 CONTAINER_STATES = ("waiting", "running", "terminated")
 NODE_SELECTOR_OPERATORS = ("In", "NotIn", "Exists", "DoesNotExist", "Gt", "Lt")
+# A uid names log subjects and state directories: letters, digits and '-' (a UUID), nothing a
+# subject wildcard or a path could make more of (an imported event is decoded against this too).
+Uid = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9-]*$", max_length=64)]
 
 
 class ManifestStruct(
@@ -47,7 +50,7 @@ class ObjectMeta(ManifestStruct, kw_only=True):
     namespace: str = ""
     labels: dict[str, str] = msgspec.field(default_factory=dict)
     annotations: dict[str, str] = msgspec.field(default_factory=dict)
-    uid: str = ""
+    uid: Uid = ""
     generation: int = 0
     resource_version: str = ""
     creation_timestamp: str = ""  # RFC 3339
