@@ -17,12 +17,18 @@ WIDE_HEADERS = [*HEADERS, "VALUE", "FINGERPRINT", "RESOLVED"]
 # Shown in their own columns: no need to repeat them among the labels.
 _SHOWN_LABELS = ("alertname", "severity")
 _SUMMARY_WIDTH = 60
+DESCRIPTION = (
+    "Firing alerts, as the alerts read model has them. SUMMARY is current: the monitoring service appends a"
+    " firing alert again when its annotations change (at most once per --alert-update-interval, 60 s by"
+    " default). VALUE is the value at that last append (when it fired, or when its text last changed): a value"
+    " that moves while the text stays the same is not logged, so it may lag the metric it was read from.")
 
 
 def add_parsers(sub) -> None:
-    parser = sub.add_parser("alerts", help="firing alerts (--all: resolved ones too)")
+    parser = sub.add_parser("alerts", help="firing alerts (--all: resolved ones too)", description=DESCRIPTION)
     parser.add_argument("--all", action="store_true", help="resolved alerts too")
-    parser.add_argument("-o", "--output", default="table", choices=["table", "wide", "json", "yaml"])
+    parser.add_argument("-o", "--output", default="table", choices=["table", "wide", "json", "yaml"],
+                        help="wide adds VALUE (see above), FINGERPRINT and RESOLVED")
 
 
 def _rfc3339(value) -> str | None:

@@ -267,7 +267,9 @@ class AlertFired(Event, frozen=True, kw_only=True, tag="alert.fired.v1"):
     """A rule started to hold (after its `for` duration). The aggregate is one alert: rule + labels.
 
     Subject: `dy.evt.alert.<fingerprint>` (cluster-scoped), the fingerprint a stable hash of the
-    rule name and its labels, as Alertmanager's.
+    rule name and its labels, as Alertmanager's. While it fires, the event is appended again (same
+    `active_since`) when its rendered annotations change, at most once a minute by default: the
+    latest one is the alert as it is now.
     """
 
     KIND = "alert"

@@ -81,7 +81,10 @@ async def eventlog(nats_server):
     from dockyard.eventlog import DEAD_LETTER_STREAM, HEARTBEAT_BUCKET, LOGS_STREAM, STREAM, USAGE_BUCKET, EventLog
 
     log = await EventLog.connect(nats_server.url)
-    for stream in (STREAM, DEAD_LETTER_STREAM, LOGS_STREAM, f"KV_{HEARTBEAT_BUCKET}", f"KV_{USAGE_BUCKET}"):
+    from dockyard.services.monitoring.rulestate import BUCKET as MONITORING_BUCKET
+
+    buckets = (HEARTBEAT_BUCKET, USAGE_BUCKET, MONITORING_BUCKET)
+    for stream in (STREAM, DEAD_LETTER_STREAM, LOGS_STREAM, *(f"KV_{bucket}" for bucket in buckets)):
         try:
             await log.js.delete_stream(stream)
         except Exception:

@@ -43,14 +43,15 @@ def payload(notices: list[Notice], now: dt.datetime, resend_interval: float, gen
 
 
 class Alertmanager:
-    """Sends the firing set when it changed or every `resend_interval`, and each resolution once it is known."""
+    """Sends the firing set when it changed (an alert came or went, or its annotations changed) or every
+    `resend_interval`, and each resolution once it is known."""
 
     def __init__(self, url: str, resend_interval: float = 60.0, timeout: float = 10.0):
         self.url = url.rstrip("/") + "/api/v2/alerts"
         self.resend_interval = resend_interval
         self.client = httpx.AsyncClient(timeout=timeout)
         self.resolved: list[Notice] = []
-        self._last_sent: tuple[float, frozenset[str]] | None = None  # (monotonic time, fingerprints)
+        self._last_sent: tuple[float, dict[str, Notice]] | None = None  # (monotonic time, what was sent)
 
     def queue_resolved(self, notice: Notice) -> None:
         self.resolved = [*self.resolved, notice][-RESOLVED_KEPT:]
@@ -61,7 +62,7 @@ class Alertmanager:
         if self._last_sent is None:
             return bool(firing)
         sent_at, sent = self._last_sent
-        return sent != frozenset(firing) or (bool(firing) and monotonic - sent_at >= self.resend_interval)
+        return sent != firing or (bool(firing) and monotonic - sent_at >= self.resend_interval)
 
     async def send(self, firing: dict[str, Notice], now: dt.datetime, monotonic: float) -> None:
         """Post what is due; a failure is logged and the same goes again next time."""
@@ -70,7 +71,7 @@ class Alertmanager:
         resolved = self.resolved
         body = payload([*firing.values(), *resolved], now, self.resend_interval)
         if not body:
-            self._last_sent = (monotonic, frozenset())
+            self._last_sent = (monotonic, {})
             return
         try:
             response = await self.client.post(self.url, json=body)
@@ -81,7 +82,7 @@ class Alertmanager:
         # By identity: while the post was out, queue_resolved may have added notices and trimmed the list.
         sent = set(map(id, resolved))
         self.resolved = [notice for notice in self.resolved if id(notice) not in sent]
-        self._last_sent = (monotonic, frozenset(firing))
+        self._last_sent = (monotonic, dict(firing))
 
     async def close(self) -> None:
         await self.client.aclose()

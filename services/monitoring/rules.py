@@ -91,6 +91,17 @@ def firing(alerts: Mapping[str, Alert]) -> dict[str, Alert]:
     return {fp: alert for fp, alert in alerts.items() if alert.firing}
 
 
+def update_due(alert: Alert, logged_annotations: Mapping[str, str], last_appended: dt.datetime | None,
+               now: dt.datetime, min_interval: float) -> bool:
+    """Whether a firing alert is appended again: its annotations read differently now than in the log, and
+    the log's last event on it is at least `min_interval` old (so a value that moves every round does not
+    flood the log). A value alone that changed is not worth an event: nobody reads it but the VALUE column.
+    """
+    if alert.annotations == dict(logged_annotations):
+        return False
+    return last_appended is None or (now - last_appended).total_seconds() >= min_interval
+
+
 def adopt(alerts: Mapping[str, Alert], fired: Iterable[Alert], now: dt.datetime) -> dict[str, Alert]:
     """Take over alerts the log says are firing (another instance's, or ours before a restart).
 

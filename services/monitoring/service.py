@@ -4,6 +4,15 @@ Alerts live in the log: `alert.fired.v1` / `alert.resolved.v1` on `dy.evt.alert.
 appended with the subject's expected sequence, so several instances never fire one alert twice.
 Each evaluation compares what the rules say fires with what the log says fires and appends the
 difference; the log, not an instance's memory, is what a restarted instance starts from.
+
+An alert stays current as Prometheus' do: when a firing alert's annotations render differently
+(they usually embed `{{ $value }}`), its `alert.fired.v1` is appended again, same fingerprint and
+same `active_since`, new annotations and value. Not a new `alert.updated.v1`: every reader (the
+projector, the console, this service, Alertmanager) already takes a fired event as the whole alert
+replacing the one before, so they all show the current text unchanged; an integration tells a
+re-fire from an update by `active_since`, which only a new firing changes. At most one such append
+per alert per --alert-update-interval (counted from the last event on its subject, so it holds
+across instances and restarts), and none for a value alone: the log is history, not a time series.
 """
 
 from __future__ import annotations
@@ -35,7 +44,8 @@ from dockyard.services.monitoring.alertmanager import Alertmanager, Notice
 from dockyard.services.monitoring.builtin import Thresholds, builtin_rules
 from dockyard.services.monitoring.exposition import PodLines, cluster_families, render
 from dockyard.services.monitoring.health import ClusterHealth, ConsumerHealth, heartbeats_kept
-from dockyard.services.monitoring.rules import Alert, Rule, adopt, evaluate, firing
+from dockyard.services.monitoring.rules import Alert, Rule, adopt, evaluate, firing, update_due
+from dockyard.services.monitoring.rulestate import RuleStateReporter, state_of
 from dockyard.services.monitoring.snapshot import PodHealthCache, cluster_health
 from dockyard.services.monitoring.tally import LogTally, parse_time, rfc3339
 from dockyard.services.monitoring.userrules import RuleFile
@@ -50,7 +60,7 @@ META = Metadata(actor="system:monitoring")
 RULES_RELOAD_OK = Gauge("dockyard_alert_rules_reload_success",
                         "Whether the alert rule file on disk is the one in use (1) or was refused (0)")
 ALERT_APPENDS = Counter("dockyard_alert_events_appended_total",
-                        "Alert events this instance appended, by type (fired, resolved)", ["type"])
+                        "Alert events this instance appended, by type (fired, updated, resolved)", ["type"])
 EVALUATION_ERRORS = Counter("dockyard_alert_evaluation_errors_total", "Alert evaluations that failed")
 
 
@@ -62,6 +72,8 @@ def add_arguments(parser) -> None:
          help="post alerts to this Alertmanager's v2 API (default: $DOCKYARD_ALERTMANAGER_URL)")
     flag("--resend-interval", type=float, default=60.0, help="seconds between re-sends of firing alerts")
     flag("--eval-interval", type=float, default=5.0, help="seconds between alert rule evaluations")
+    flag("--alert-update-interval", type=float, default=60.0,
+         help="seconds: a firing alert whose annotations changed is appended again at most this often")
     flag("--consumer-poll", type=float, default=5.0, help="seconds between reads of the consumers' info")
     flag("--keep-firing-for", type=float, default=defaults.keep_firing_for,
          help="seconds a firing alert stays firing after its condition stops (damps flapping)")
@@ -96,7 +108,8 @@ class LoggedAlert:
     """An alert's aggregate as read from the log."""
 
     seq: int  # the last event on its subject
-    fired: AlertFired | None = None  # while firing: the event that fired it
+    fired: AlertFired | None = None  # while firing: the event that fired it, or its last update
+    at: dt.datetime | None = None  # when the last event on its subject was appended
 
 
 @dataclass
@@ -112,6 +125,8 @@ class Monitor:
     log: EventLog
     thresholds: Thresholds = field(default_factory=Thresholds)
     rule_file: RuleFile | None = None
+    update_interval: float = 60.0  # seconds between appends of one firing alert's changed annotations
+    rule_state: RuleStateReporter | None = None  # where `dockyard status` learns of a refused rule file
     alertmanager: Alertmanager | None = None
     view: ClusterView = field(default_factory=SlimView)
     tally: LogTally = field(default_factory=LogTally)
@@ -152,9 +167,9 @@ class Monitor:
             return
         was = known.fired if known else None
         if isinstance(event, AlertFired):
-            self.logged[fingerprint] = LoggedAlert(seq, event)
+            self.logged[fingerprint] = LoggedAlert(seq, event, parse_time(time_))
         else:
-            self.logged[fingerprint] = LoggedAlert(seq)
+            self.logged[fingerprint] = LoggedAlert(seq, at=parse_time(time_))
             if was is not None and self.alertmanager and self.view.caught_up.is_set():
                 self.alertmanager.queue_resolved(Notice(was.labels, was.annotations, was.active_since,
                                                         event.resolved_at or time_))
@@ -257,6 +272,15 @@ class Monitor:
             log.error("alert rules refused, %s; the %d rule(s) loaded before stay in use",
                       self.rule_file.error, len(self.rule_file.rules))
 
+    async def report_rules(self, monotonic: float) -> None:
+        """Tell `dockyard status` whether the rule file is in use; a failure waits for the next round."""
+        if self.rule_file is None or self.rule_state is None:
+            return
+        try:
+            await self.rule_state.report(state_of(self.rule_file), monotonic)
+        except Exception as exc:  # status reads a stale entry for a while; alerts go on
+            log.warning("could not report the rule file's state for `dockyard status`: %s", exc)
+
     async def evaluate_once(self, now: dt.datetime) -> None:
         """One round: evaluate the rules, then append what the log lacks (fired) or has too many of (resolved)."""
         self.reload_rules()
@@ -279,10 +303,9 @@ class Monitor:
         appends = []
         for fp, alert in wanted.items():
             if fp not in logged:
-                event = AlertFired(alertname=alert.alertname, severity=alert.severity, labels=alert.labels,
-                                   annotations=alert.annotations, active_since=rfc3339(alert.active_since),
-                                   value=alert.value)
-                appends.append((fp, event))
+                appends.append((fp, _fired_event(alert, rfc3339(alert.active_since))))
+            elif update_due(alert, logged[fp].annotations, self.logged[fp].at, now, self.update_interval):
+                appends.append((fp, _fired_event(alert, logged[fp].active_since)))  # the same firing, current
         for fp, fired in logged.items():
             if fp not in wanted:
                 appends.append((fp, AlertResolved(alertname=fired.alertname, labels=dict(fired.labels),
@@ -297,9 +320,10 @@ class Monitor:
         results = await self.log.append_many(batch, META)
         for (fp, event), result in zip(appends, results):
             if isinstance(result, int):
-                verb = "fired" if isinstance(event, AlertFired) else "resolved"
+                verb = _verb(event, fp in logged)
                 ALERT_APPENDS.labels(verb).inc()
-                log.info("alert %s %s %s", event.alertname, verb, event.labels)
+                log.log(logging.DEBUG if verb == "updated" else logging.INFO, "alert %s %s %s",
+                        event.alertname, verb, event.labels)
                 self.note_alert(result, fp, event, stamp)
             elif isinstance(result, ConcurrencyConflict):
                 log.debug("alert %s moved on in the log (another instance): deciding again next round", fp)
@@ -329,7 +353,27 @@ class Monitor:
             except Exception:
                 EVALUATION_ERRORS.inc()
                 log.exception("alert evaluation failed; the next round tries again")
+            await self.report_rules(time.monotonic())
             await _until(stop, asyncio.sleep(interval))
+
+
+def _fired_event(alert: Alert, active_since: str) -> AlertFired:
+    return AlertFired(alertname=alert.alertname, severity=alert.severity, labels=alert.labels,
+                      annotations=alert.annotations, active_since=active_since, value=alert.value)
+
+
+def _verb(event: AlertFired | AlertResolved, was_firing: bool) -> str:
+    if isinstance(event, AlertResolved):
+        return "resolved"
+    return "updated" if was_firing else "fired"
+
+
+async def _quietly(awaitable, what: str) -> None:
+    """Shutdown chores: one that fails is logged, and the rest still run."""
+    try:
+        await awaitable
+    except Exception as exc:
+        log.warning("%s failed: %s", what, exc)
 
 
 async def _until(stop: asyncio.Event, awaitable) -> None:
@@ -344,7 +388,8 @@ async def _until(stop: asyncio.Event, awaitable) -> None:
 def monitor_from(log_: EventLog, args) -> Monitor:
     rule_file = RuleFile(args.rules, args.keep_firing_for) if args.rules else None
     alertmanager = Alertmanager(args.alertmanager_url, args.resend_interval) if args.alertmanager_url else None
-    return Monitor(log_, thresholds_from(args), rule_file, alertmanager)
+    return Monitor(log_, thresholds_from(args), rule_file, update_interval=args.alert_update_interval,
+                   alertmanager=alertmanager)
 
 
 async def run(nats_url: str, database_url: str, stop: asyncio.Event, health: Health, args=None) -> None:
@@ -353,6 +398,7 @@ async def run(nats_url: str, database_url: str, stop: asyncio.Event, health: Hea
     await log_.ensure_streams()
     monitor = monitor_from(log_, args)
     monitor.loop = asyncio.get_running_loop()
+    monitor.rule_state = RuleStateReporter(log_.js) if monitor.rule_file else None
     monitor.reload_rules()
     EXTRA_METRICS.append(monitor.metrics_text)
     await monitor.watch_heartbeats()
@@ -368,5 +414,7 @@ async def run(nats_url: str, database_url: str, stop: asyncio.Event, health: Hea
     await asyncio.gather(*tasks, return_exceptions=True)
     if monitor.alertmanager:
         await monitor.alertmanager.close()
+    if monitor.rule_state:
+        await _quietly(monitor.rule_state.withdraw(), "withdrawing the rule file's state")
     EXTRA_METRICS.remove(monitor.metrics_text)
     await log_.close()

@@ -13,8 +13,9 @@
 changes, *_over_time, absent, arithmetic, comparisons, and/or/unless) evaluated over the monitoring
 service's own cluster-state samples at each evaluation, one alert per resulting series. Range selectors
 read a History the rule file keeps across reloads, for the series they select only. Label and
-annotation templates are checked when the file loads (templates.py). A bad file names the line, and
-for `expr` the column: `line 7: `expr`: unexpected "}" at column 24`.
+annotation templates are checked when the file loads (templates.py). A bad file is refused whole, and
+the refusal names every bad rule with its line, and for `expr` the column, as promtool lists them:
+`line 7: `expr`: unexpected "}" at column 24; line 12: `for`: 'soon' is not a duration ...`.
 """
 
 from __future__ import annotations
@@ -49,10 +50,17 @@ log = logging.getLogger(__name__)
 class RuleFileError(ValueError):
     """A rule file that cannot be used: the message names the line and the reason."""
 
-    def __init__(self, line: int, reason: str):
-        super().__init__(f"line {line}: {reason}")
-        self.line = line
+    def __init__(self, line: int, reason: str, *more: tuple[int, str]):
+        self.line = line  # the first problem's
         self.reason = reason
+        self.problems = ((line, reason), *more)  # every problem found, in file order, as promtool lists them
+        super().__init__("; ".join(f"line {n}: {why}" for n, why in self.problems))
+
+    @classmethod
+    def of_all(cls, errors: list[RuleFileError]) -> RuleFileError:
+        """One error that reports each of `errors`."""
+        problems = [problem for error in errors for problem in error.problems]
+        return cls(*problems[0], *problems[1:])
 
 
 GROUP_FIELDS = {"name", "interval", "rules"}
@@ -83,8 +91,10 @@ def parse_duration(text: object) -> float:
 
 
 def parse_rules(text: str, default_keep_firing_for: float = 0.0, history: History | None = None) -> tuple[Rule, ...]:
-    """The rules of a file's text; raises RuleFileError with the line of the first problem.
+    """The rules of a file's text; raises RuleFileError naming every bad rule and group with its line.
 
+    A problem in the file's outline (not YAML, no `groups` list) stops the reading there; past it,
+    each group and each rule is judged on its own, so one look at the error shows all that is wrong.
     `history` keeps the samples range selectors read; rules parsed with the same one share it.
     """
     history = history if history is not None else History()
@@ -99,15 +109,35 @@ def parse_rules(text: str, default_keep_firing_for: float = 0.0, history: Histor
         raise RuleFileError(_line(root), "the file needs a `groups` list")
     rules: list[Rule] = []
     names: set[str] = set()
+    problems: list[RuleFileError] = []
     for group in _sequence(top["groups"][1], "groups"):
+        rules += _group_rules(group, names, problems, default_keep_firing_for, history)
+    if problems:
+        raise RuleFileError.of_all(problems)
+    return tuple(rules)
+
+
+def _group_rules(group: yaml.Node, names: set[str], problems: list[RuleFileError], default_keep_firing_for: float,
+                 history: History) -> list[Rule]:
+    """A group's good rules, their names added to `names`; each bad rule (or the group) goes to `problems`."""
+    try:
         fields = _mapping(group, "a group", GROUP_FIELDS)
-        for node in _sequence(fields["rules"][1], "rules") if "rules" in fields else ():
+        nodes = _sequence(fields["rules"][1], "rules") if "rules" in fields else ()
+    except RuleFileError as exc:
+        problems.append(exc)
+        return []
+    rules = []
+    for node in nodes:
+        try:
             rule = _rule(node, default_keep_firing_for, history)
             if rule.name in names:
                 raise RuleFileError(_line(node), f"alert {rule.name!r} is defined twice")
-            names.add(rule.name)
-            rules.append(rule)
-    return tuple(rules)
+        except RuleFileError as exc:
+            problems.append(exc)
+            continue
+        names.add(rule.name)
+        rules.append(rule)
+    return rules
 
 
 def _yaml_problem(exc: yaml.YAMLError, text: str) -> tuple[int, str]:

@@ -1,4 +1,8 @@
-"""The alerts projection: one row per alert fingerprint from alert.fired.v1 and alert.resolved.v1."""
+"""The alerts projection: one row per alert fingerprint from alert.fired.v1 and alert.resolved.v1.
+
+A fired event replaces the whole row: the one that fired the alert, and each one the monitoring
+service appends again while it fires, with the same `active_since` and its annotations current.
+"""
 
 from __future__ import annotations
 

@@ -76,3 +76,16 @@ async def test_a_resolution_without_its_firing_still_makes_a_row(stack_env, even
     (alert,) = wait_for_alerts(stack_env, lambda alerts: len(alerts) == 1, "--all")
     assert (alert["state"], alert["severity"], alert["resolvedAt"]) == ("resolved", "critical", "2026-11-26T03:05:00Z")
     assert "No firing alerts." in dockyard(stack_env, "alerts").stderr.decode()
+
+
+async def test_an_update_of_a_firing_alert_replaces_its_text_and_keeps_its_start(stack_env, eventlog):
+    import msgspec
+
+    subject, fired = node_not_ready("n1")
+    seq = await eventlog.append(subject, fired, expected_seq=0)
+    wait_for_alerts(stack_env, lambda alerts: len(alerts) == 1)
+    update = msgspec.structs.replace(fired, annotations={"summary": "node n1 is still not ready"}, value=2.0)
+    await eventlog.append(subject, update, expected_seq=seq)
+    (alert,) = wait_for_alerts(stack_env, lambda alerts: alerts and alerts[0]["annotations"] == update.annotations)
+    assert (alert["state"], alert["value"], alert["activeSince"]) == ("firing", 2.0, "2026-11-26T03:00:00Z")
+    assert ok(dockyard(stack_env, "alerts")).splitlines()[1].endswith("node n1 is still not ready")

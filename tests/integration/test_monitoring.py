@@ -192,3 +192,43 @@ async def test_a_stalled_projector_consumer_alerts_from_the_consumer_info(eventl
     lines = b"".join(await monitor.metrics_text_async()).decode().splitlines()
     assert 'dockyard_projection_lag_events{projection="pods"} 5' in lines
     assert 'dockyard_alerts_firing{alertname="ConsumerStalled",severity="critical"} 1' in lines
+
+
+PENDING_RULE = ("groups:\n- name: pods\n  rules:\n  - alert: PodsPending\n"
+                "    expr: 'sum by (namespace) (dockyard_pod_status_phase{phase=\"Pending\"}) >= 1'\n"
+                "    annotations: {summary: '{{ $value }} pod(s) pending in {{ $labels.namespace }}'}\n")
+
+
+async def pods_pending_events(eventlog) -> list[AlertFired]:
+    return [e for e in await alert_events(eventlog) if e.alertname == "PodsPending"]
+
+
+async def test_a_changed_summary_is_appended_once_by_two_instances_and_not_too_often(eventlog, monitors, tmp_path):
+    rules = tmp_path / "alert-rules.yaml"
+    rules.write_text(PENDING_RULE)
+    first, second = (monitors(rule_file=RuleFile(str(rules)), update_interval=60) for _ in range(2))
+    await eventlog.append(subject_for("pod", "default", "a"), PodCreated(pod=make_pod("a")))
+    for monitor in (first, second):
+        await caught_up(monitor, eventlog)
+    now = dt.datetime.now(dt.timezone.utc)
+    await first.evaluate_once(now)
+    [fired] = await pods_pending_events(eventlog)
+    assert fired.annotations == {"summary": "1 pod(s) pending in default"} and fired.value == 1
+
+    async def both_at(seconds: float) -> list[AlertFired]:
+        for monitor in (first, second):
+            await caught_up(monitor, eventlog)
+        later = now + dt.timedelta(seconds=seconds)
+        await asyncio.gather(first.evaluate_once(later), second.evaluate_once(later))
+        return await pods_pending_events(eventlog)
+
+    await eventlog.append(subject_for("pod", "default", "b"), PodCreated(pod=make_pod("b")))
+    assert await both_at(10) == [fired]  # the text changed, but the alert was appended 10 s ago
+    events = await both_at(120)
+    assert len(events) == 2, events  # one instance appended the update, the other found it had moved on
+    update = events[1]
+    assert update.annotations == {"summary": "2 pod(s) pending in default"} and update.value == 2
+    assert (update.labels, update.active_since) == (fired.labels, fired.active_since)
+    assert await both_at(400) == events  # nothing changed since: nothing appended
+    for monitor in (first, second):
+        assert monitor.firing_in_log()[alert_fingerprint(fired.labels)] == update

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import time
 
-from dockyard.eventlog import kind_filter
-from dockyard.schemas.events import AlertFired, AlertResolved
+from dockyard.eventlog import kind_filter, subject_for
+from dockyard.schemas.events import AlertFired, AlertResolved, PodCreated
+from tests.builders import make_pod
 from tests.monitoring_fixtures import alertmanager, webhook_receiver  # noqa: F401 - fixtures
 
 NODE_ARGS = ("--count", "1", "--prefix", "lost-", "--heartbeat-interval", "0.5")
@@ -52,3 +53,24 @@ async def test_alertmanager_hears_node_not_ready_and_its_resolution(services, ev
     assert resolved[0]["endsAt"] >= resolved[0]["startsAt"]
     events = [e for e in await alert_events(eventlog) if e.alertname == "NodeNotReady"]
     assert [type(e) for e in events] == [AlertFired, AlertResolved]
+
+
+PENDING_RULE = ("groups:\n- name: pods\n  rules:\n  - alert: PodsPending\n"
+                "    expr: 'sum by (namespace) (dockyard_pod_status_phase{phase=\"Pending\"}) >= 1'\n"
+                "    annotations: {summary: '{{ $value }} pod(s) pending in {{ $labels.namespace }}'}\n")
+
+
+async def test_alertmanager_is_re_posted_the_current_summary(services, eventlog, alertmanager, tmp_path):
+    rules = tmp_path / "alert-rules.yaml"
+    rules.write_text(PENDING_RULE)
+    # Re-sends ten minutes apart: only the changed summary makes it post again within this test.
+    services("monitoring", "--rules", str(rules), "--alertmanager-url", alertmanager.url, "--eval-interval", "0.3",
+             "--resend-interval", "600", "--alert-update-interval", "0")
+    await eventlog.append(subject_for("pod", "default", "a"), PodCreated(pod=make_pod("a")))
+
+    def summaries() -> list[str]:
+        return [a["annotations"].get("summary") for a in named(alertmanager.alerts(), "PodsPending")]
+
+    assert wait_for(lambda: summaries() == ["1 pod(s) pending in default"], what="PodsPending at 1")
+    await eventlog.append(subject_for("pod", "default", "b"), PodCreated(pod=make_pod("b")))
+    assert wait_for(lambda: summaries() == ["2 pod(s) pending in default"], what="PodsPending at 2")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+
 from dockyard.eventlog import subject_for
 from dockyard.schemas.events import PodCreated
 from tests.builders import make_pod
@@ -49,3 +52,61 @@ async def test_promql_rules_fire_and_are_listed(stack_env, eventlog, services, t
     assert rows["PodsPending"].split()[:4] == ["PodsPending", "info", "firing", "namespace=default"]
     assert rows["PodsPending"].endswith("1 pod(s) pending in default")
     assert "PendingPodsChanged" in rows
+
+
+async def test_a_firing_alerts_summary_follows_its_value(stack_env, eventlog, services, tmp_path):
+    rules = tmp_path / "alert-rules.yaml"
+    rules.write_text(RULES)
+    services("monitoring", "--rules", str(rules), "--eval-interval", "0.3", "--alert-update-interval", "0")
+    await eventlog.append(subject_for("pod", "default", "a"), PodCreated(pod=make_pod("a")))
+    first = named(wait_for_alerts(stack_env, lambda alerts: "PodsPending" in named(alerts), timeout=60))
+    assert first["PodsPending"]["annotations"] == {"summary": "1 pod(s) pending in default"}
+
+    for name in ("b", "c"):
+        await eventlog.append(subject_for("pod", "default", name), PodCreated(pod=make_pod(name)))
+    summary_is = lambda text: lambda alerts: named(alerts).get("PodsPending", {}).get("annotations") == \
+        {"summary": text}  # noqa: E731
+    now = named(wait_for_alerts(stack_env, summary_is("3 pod(s) pending in default"), timeout=60))["PodsPending"]
+    assert (now["fingerprint"], now["activeSince"], now["value"]) == \
+        (first["PodsPending"]["fingerprint"], first["PodsPending"]["activeSince"], 3)
+    table = ok(dockyard(stack_env, "alerts", "-o", "wide")).splitlines()
+    row = next(line for line in table[1:] if line.startswith("PodsPending "))
+    assert "3 pod(s) pending in default" in row
+    assert row[table[0].index("VALUE"):].split()[0] == "3"
+
+
+async def test_a_refused_rule_file_shows_in_status(stack_env, eventlog, services, tmp_path, nats_server,
+                                                   database_url):
+    from dockyard.cluster_summary import cluster_summary
+    from dockyard.printers import cluster_summary_lines
+
+    rules = tmp_path / "alert-rules.yaml"
+
+    async def refusals() -> list[str]:  # of this file: the NATS server (and its KV) is the session's
+        summary = await cluster_summary(nats_server.url, database_url)
+        assert not summary.problem, summary.problem
+        return [line for line in summary.rules_refused if line.startswith(f"{rules} ")]
+
+    rules.write_text(RULES)
+    services("monitoring", "--rules", str(rules), "--eval-interval", "0.3")
+    await eventlog.append(subject_for("pod", "default", "a"), PodCreated(pod=make_pod("a")))
+    wait_for_alerts(stack_env, lambda alerts: "PodsPending" in named(alerts), timeout=60)  # the rules are in use
+    assert await refusals() == []
+
+    rules.write_text(RULES.replace("expr: changes(dockyard_scheduler_pending_pods[5m]) >= 1", "expr: 'up >'")
+                     .replace("labels: {severity: info}", "labels: {severity: [info]}"))
+    deadline = time.monotonic() + 60
+    while not (refused := await refusals()):
+        assert time.monotonic() < deadline, "the refusal never showed in status"
+        await asyncio.sleep(0.2)
+    [refusal] = refused
+    assert refusal.startswith(f"{rules} refused: line 6: `labels.severity` must be a single value;"
+                              " line 9: `expr`: unexpected end of expression at column 5")
+    assert refusal.endswith(" (the 2 rule(s) loaded before stay in use)")
+    summary = await cluster_summary(nats_server.url, database_url)
+    assert f"rules:        {refusal}" in cluster_summary_lines(summary)
+
+    rules.write_text(RULES)
+    while await refusals():
+        assert time.monotonic() < deadline + 60, "the refusal outlived a good file"
+        await asyncio.sleep(0.2)

@@ -90,10 +90,11 @@ def test_alertmanager_sends_on_change_and_every_resend_interval():
     one = {"fp1": Notice({"alertname": "A"}, {}, "t")}
     assert not manager.due({}, 0)
     assert manager.due(one, 0)
-    manager._last_sent = (0, frozenset(one))
+    manager._last_sent = (0, dict(one))
     assert not manager.due(one, 59)
     assert manager.due(one, 60)
     assert manager.due({}, 1)  # the set changed
+    assert manager.due({"fp1": Notice({"alertname": "A"}, {"summary": "now 7"}, "t")}, 1)  # its text changed
     manager.queue_resolved(Notice({"alertname": "A"}, {}, "t", "u"))
     assert manager.due(one, 1)
 

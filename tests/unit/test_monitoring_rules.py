@@ -15,7 +15,7 @@ from dockyard.services.monitoring.health import (
     NodeHealth,
     PodHealth,
 )
-from dockyard.services.monitoring.rules import Finding, Rule, adopt, evaluate, expand, firing
+from dockyard.services.monitoring.rules import Finding, Rule, adopt, evaluate, expand, firing, update_due
 
 T0 = dt.datetime(2026, 1, 1, 12, 0, tzinfo=dt.timezone.utc)
 THRESHOLDS = Thresholds(node_not_ready_for=60, crashloop_restarts=3, crashloop_window=600, pod_pending_for=300,
@@ -188,3 +188,32 @@ def test_an_alert_pending_here_and_firing_in_the_log_fires_here_too():
     assert not firing(pending)
     elsewhere = {fp: replace(alert, firing=True) for fp, alert in pending.items()}  # another instance fired it
     assert firing(adopt(pending, elsewhere.values(), at(1))).keys() == pending.keys()
+
+
+def test_a_crash_loop_alert_re_renders_its_summary_with_the_restarts_now():
+    rules = builtin_rules(THRESHOLDS)
+    alerts = evaluate(rules, ClusterHealth(pods=(pod(restarts_at=(0, 100, 200)),)), at(300), {})
+    more = evaluate(rules, ClusterHealth(pods=(pod(restarts_at=(0, 100, 200, 250, 290)),)), at(320), alerts)
+    [before], [after] = alerts.values(), more.values()
+    assert after.fingerprint == before.fingerprint and after.active_since == before.active_since
+    assert "restarted 3 times" in before.annotations["summary"]
+    assert "restarted 5 times" in after.annotations["summary"]
+
+
+def running_alert(value: float, summary: str = "{{ $value }} running"):
+    rule = Rule("Running", lambda health, now: [Finding({"namespace": "default"}, value)],
+                annotations={"summary": summary})
+    return next(iter(evaluate([rule], ClusterHealth(), at(0), {}).values()))
+
+
+@pytest.mark.parametrize("alert,last_appended,seconds,due", [
+    (running_alert(6.0), at(0), 60, True),
+    (running_alert(6.0), at(0), 59, False),
+    (running_alert(6.0), None, 0, True),
+    (running_alert(6.0, summary="7 running"), at(0), 3600, False),
+    (running_alert(7.0), at(0), 3600, False),
+], ids=["text-changed", "too-soon", "never-appended", "value-only", "nothing-changed"])
+def test_a_firing_alert_is_appended_again_when_its_text_changed_and_not_too_often(alert, last_appended, seconds,
+                                                                                   due):
+    in_the_log = {"summary": "7 running"}  # as it fired, at 7
+    assert update_due(alert, in_the_log, last_appended, at(seconds), min_interval=60) is due

@@ -302,3 +302,66 @@ def test_a_huge_printf_width_is_an_expansion_error_not_a_huge_string():
     from dockyard.services.monitoring.templates import parse_template, render
     assert render(parse_template('{{ printf "%300000000d" 1 }}!'), {}, 0.0) == (
         "<error expanding template: printf: width and precision are at most 1000>!")
+
+
+SEVERAL_BAD = """\
+groups:
+  - name: a
+    rules:
+      - alert: Good
+        expr: up > 1
+      - alert: BadExpr
+        expr: 'sum(up}'
+      - alert: BadFor
+        expr: up > 1
+        for: soon
+  - name: b
+    rules:
+      - alert: Good
+        expr: up > 2
+      - alert: BadSummary
+        expr: up > 1
+        annotations: {summary: '{{ $labels.node '}
+  - name: c
+    rules: {}
+"""
+
+
+def test_every_bad_rule_is_reported_with_its_line_and_the_file_is_refused(tmp_path):
+    with pytest.raises(RuleFileError) as refused:
+        parse_rules(SEVERAL_BAD)
+    assert [line for line, _ in refused.value.problems] == [7, 10, 13, 17, 19]
+    assert (refused.value.line, refused.value.reason) == refused.value.problems[0]
+    message = str(refused.value)
+    for piece in ('line 7: `expr`: unexpected "}"', "line 10: `for`:", "line 13: alert 'Good' is defined twice",
+                  "line 17: `annotations.summary`: template: unclosed action", "line 19: `rules` must be a list"):
+        assert piece in message
+    path = tmp_path / "rules.yaml"
+    path.write_text(rule_with())
+    rule_file = RuleFile(str(path))
+    assert rule_file.reload_if_changed() is True
+    path.write_text(SEVERAL_BAD)
+    assert rule_file.reload_if_changed() is False
+    assert [rule.name for rule in rule_file.rules] == ["X"]  # the whole file refused: the old rule stays
+
+
+def test_promtool_too_refuses_the_file_with_several_bad_rules(tmp_path):
+    assert _promtool(tmp_path, SEVERAL_BAD).returncode != 0
+
+
+def test_a_refused_file_reads_in_status_with_its_problems_and_the_rules_kept(tmp_path):
+    from dockyard.cluster_summary import ClusterSummary
+    from dockyard.printers import cluster_summary_lines
+    from dockyard.services.monitoring.rulestate import state_of
+
+    path = tmp_path / "alert-rules.yaml"
+    path.write_text(rule_with())
+    rule_file = RuleFile(str(path))
+    rule_file.reload_if_changed()
+    assert state_of(rule_file).problem == ""
+    path.write_text(rule_with(expr="'sum(up}'"))
+    rule_file.reload_if_changed()
+    refusal = state_of(rule_file).refusal()
+    assert refusal == f'{path} refused: line 5: `expr`: unexpected "}}" at column 7: expected ")"' \
+                      " (the 1 rule(s) loaded before stay in use)"
+    assert cluster_summary_lines(ClusterSummary(rules_refused=[refusal]))[-1] == f"rules:        {refusal}"
