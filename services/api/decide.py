@@ -53,18 +53,33 @@ def _keep_server_fields(current: Resource, incoming: Resource) -> Resource:
     return incoming
 
 
+POD_UPDATE_FORBIDDEN = "pod updates may not change fields other than `spec.containers[*].image`"
+
+
+def with_images_of(current: Pod, incoming: Pod) -> Pod:
+    """`incoming` with `current`'s image for each container the two have by the same name."""
+    images = {c.name: c.image for c in current.spec.containers}
+    containers = tuple(_replace(c, image=images.get(c.name, c.image)) for c in incoming.spec.containers)
+    return _replace(incoming, spec=_replace(incoming.spec, containers=containers))
+
+
 def _refuse_pod_spec_change(current: Pod, incoming: Pod) -> None:
-    """Like Kubernetes: a pod's containers run the spec they started with, so an edit would silently not apply."""
-    what = ", ".join(_spec_changes(current, incoming))
-    raise Refusal("Invalid", f'Pod "{current.metadata.name}" is invalid: spec: Forbidden: a pod\'s spec cannot change'
-                             f" once created ({what}); delete and re-create the pod, or use a Deployment")
+    """Like Kubernetes: only containers' images may change on a pod (its node restarts those containers);
+    any other edit would silently not apply to containers that are already running."""
+    images_kept = with_images_of(current, incoming)
+    if images_kept.spec == current.spec:
+        return
+    what = ", ".join(_spec_changes(current, images_kept)) or "containers reordered"
+    raise Refusal("Invalid", f'Pod "{current.metadata.name}" is invalid: spec: Forbidden: {POD_UPDATE_FORBIDDEN}'
+                             f" ({what}); delete and re-create the pod, or use a Deployment")
 
 
 def decide_apply(current: Resource | None, incoming: Resource, *, now: str, new_uid: str) -> tuple[str, Event | None]:
     """created / configured / unchanged, and the event that says so (None when unchanged).
 
     A changed spec bumps metadata.generation; a change of labels or annotations does not.
-    A pod's spec is fixed once created (its node is set by scheduling, not by apply): changing it is a Refusal.
+    A pod's spec is fixed once created (its node is set by scheduling, not by apply), but for its containers'
+    images: changing anything else is a Refusal.
     """
     created, updated, _ = LIFECYCLE[incoming.kind]
     if current is None:

@@ -46,6 +46,9 @@ class PodWorker(Protocol):
 
     def start(self) -> None: ...
 
+    def update(self, pod: Pod) -> None:
+        """The pod's spec changed in place (only containers' images may): those containers run again."""
+
     def container_statuses(self) -> tuple[ContainerStatus, ...]: ...
 
     async def stop(self) -> None:
@@ -182,6 +185,8 @@ class NodeAgent:
         if worker is not None and (deleted or not wanted or worker.uid != pod.metadata.uid):
             self._stop_worker(key)
             worker = None
+        elif worker is not None:
+            worker.update(pod)
         if wanted and worker is None and pod.status.phase not in FINISHED_PHASES:
             worker = self.driver.worker_for(pod, lambda: self.mark(key))
             self.workers[key] = worker
@@ -226,7 +231,8 @@ class NodeAgent:
         if worker is None or pod is None or pod.metadata.uid != worker.uid:
             return None
         last = self.reported.get(key)
-        status = pod_status(worker.container_statuses(), last[0] if last else pod.status, now)
+        status = pod_status(worker.container_statuses(), last[0] if last else pod.status, now,
+                            pod.spec.restart_policy)
         if last is None:
             if status == pod.status:
                 self.reported[key] = (status, self.view.pod_seq.get(key, 0))

@@ -8,6 +8,8 @@ import hashlib
 import time
 from collections.abc import Callable
 
+import msgspec
+
 from dockyard.eventlog import EventLog, now_rfc3339
 from dockyard.image_reference import canonical_name
 from dockyard.schemas.manifests import ContainerImage, ContainerStatus, Pod
@@ -40,7 +42,7 @@ class HollowDriver:
 
     def worker_for(self, pod: Pod, on_change: Callable[[], None]) -> HollowPod:
         self.pull(pod.spec.node_name, pod)
-        return HollowPod(pod, on_change, self.start_delay)
+        return HollowPod(pod, on_change, self.start_delay, on_update=lambda new: self.pull(new.spec.node_name, new))
 
     def pull(self, node: str, pod: Pod) -> None:
         """Starting a pod "pulls" its images: the node holds them from then on (a hollow node never collects)."""
@@ -69,8 +71,11 @@ def simulated_size(image: str) -> int:
 
 
 class HollowPod:
-    def __init__(self, pod: Pod, on_change: Callable[[], None], start_delay: float):
+    def __init__(self, pod: Pod, on_change: Callable[[], None], start_delay: float,
+                 on_update: Callable[[Pod], None] = lambda pod: None):
         self.uid = pod.metadata.uid
+        self.images = {c.name: c.image for c in pod.spec.containers}
+        self.on_update = on_update  # the driver "pulls" the new images
         self.requests = container_requests(pod)
         self.usage_share = usage_share(self.uid)
         self._running_since: float | None = None  # monotonic
@@ -101,6 +106,22 @@ class HollowPod:
                               for s in self.statuses)
         CONTAINERS_STARTED.labels(DRIVER).inc(len(self.statuses))
         self._count_running(True)
+        self.on_change()
+
+    def update(self, pod: Pod) -> None:
+        """Containers given a new image run again at once (a simulated container has nothing to stop)."""
+        images = {c.name: c.image for c in pod.spec.containers}
+        changed = {name for name, image in images.items() if self.images.get(name, image) != image}
+        if not changed:
+            return
+        self.images = images
+        self.on_update(pod)
+        if not self._running:
+            return  # not started yet: it starts with the new images
+        now = now_rfc3339()
+        self.statuses = tuple(msgspec.structs.replace(s, started_at=now, restart_count=s.restart_count + 1)
+                              if s.name in changed else s for s in self.statuses)
+        CONTAINERS_STARTED.labels(DRIVER).inc(len(changed))
         self.on_change()
 
     def container_samples(self, monotonic: float) -> dict[str, UsageSample]:

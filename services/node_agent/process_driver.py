@@ -48,7 +48,6 @@ from dockyard.services.node_agent.runtime import (
     spawn,
 )
 from dockyard.services.node_agent.status import (
-    CONTAINER_CREATING,
     CREATE_CONTAINER_CONFIG_ERROR,
     START_ERROR,
     START_ERROR_EXIT_CODE,
@@ -145,6 +144,15 @@ class ProcessPod:
         for runner in self.containers:
             runner.start()
 
+    def update(self, pod: Pod) -> None:
+        """The pod's spec changed in the one way a pod's spec may: the containers whose image changed run again."""
+        self.pod = pod
+        changed = {c.name: c for c in pod.spec.containers}
+        for runner in self.containers:
+            container = changed.get(runner.container.name)
+            if container is not None and container.image != runner.container.image:
+                runner.change_image(container)
+
     def container_statuses(self) -> tuple[ContainerStatus, ...]:
         return tuple(runner.status for runner in self.containers)
 
@@ -190,6 +198,7 @@ class ContainerRunner:
         self.task: asyncio.Task | None = None
         self.log_task: asyncio.Task | None = None
         self._log_lock = asyncio.Lock()
+        self._image_changed = asyncio.Event()  # set: the image changed since this run's spec was read
 
     def _allocate_ports(self) -> dict[str, int]:
         ports, holder = self.pod.driver.ports, self.pod.port_holder
@@ -231,6 +240,19 @@ class ContainerRunner:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
 
+    def change_image(self, container: Container) -> None:
+        """Kubelet's in-place update: a running container is stopped (grace period) and runs again with the
+        new image, whatever its restart policy; one waiting out a back-off starts at once."""
+        log.info("%s/%s container %s: image %s -> %s", self.record.namespace, self.record.pod, container.name,
+                 self.container.image, container.image)
+        self.container = container
+        self._image_changed.set()
+
+    async def _unless_image_changes(self, seconds: float) -> None:
+        """Sleep, cut short by a change of image."""
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._image_changed.wait(), seconds)
+
     async def stop(self, grace: float) -> None:
         await self._cancel()
         if self.process is not None and self.process.running():
@@ -244,6 +266,8 @@ class ContainerRunner:
     async def run(self) -> None:
         policy = self.pod.pod.spec.restart_policy
         process = self._adopt()
+        if process is not None and self.record.image not in (None, self.container.image):
+            self._image_changed.set()  # changed while no agent watched: replaced as if it had just changed
         if process is None and self.status.state == "terminated" and not should_restart(policy, self.status.exit_code):
             return  # it ended for good before this agent started
         problem = None if process is not None else self._config_problem()
@@ -253,19 +277,38 @@ class ContainerRunner:
         crashes = 0
         while True:
             if process is None:
+                self._image_changed.clear()  # this start takes the container as it is now
+                if not await self._before_start():
+                    await self._image_changed.wait()  # it cannot start as it is (a bad image name): a new one may
+                    continue
                 process = await self._start_process()
             if process is not None:
                 exit_code, ran_for = await self._supervise(process)
                 process = None
             else:
                 exit_code, ran_for = START_ERROR_EXIT_CODE, 0.0
+            if self._image_changed.is_set():  # a new image is a new container: no back-off, no policy
+                crashes = 0
+                continue
             crashes = crashes_after_run(crashes, ran_for, self.config.backoff)
             if not should_restart(policy, exit_code):
                 return
-            delay = restart_delay(crashes, self.config.backoff.base, self.config.backoff.maximum)
-            if delay > 0:
-                self._set(backing_off(self.status))
-                await asyncio.sleep(delay)
+            crashes = await self._back_off(crashes)
+
+    async def _back_off(self, crashes: int) -> int:
+        """Wait out kubelet's back-off before the next start; a new image ends it, and the count of crashes."""
+        delay = restart_delay(crashes, self.config.backoff.base, self.config.backoff.maximum)
+        if delay > 0:
+            self._set(backing_off(self.status))
+            await self._unless_image_changes(delay)
+        return 0 if self._image_changed.is_set() else crashes
+
+    async def _before_start(self) -> bool:
+        """What each start needs first (the runc driver pulls the image); False: not with this image (a bad name)."""
+        return True
+
+    async def _before_replacing(self) -> None:
+        """The image changed under a running container: what to have ready before it is stopped."""
 
     def _config_problem(self) -> str | None:
         """Why this container cannot run as specified (None: it can)."""
@@ -311,7 +354,8 @@ class ContainerRunner:
         return self.process
 
     async def _start_process(self) -> ContainerProcess | None:
-        restarted = not (self.status.state == "waiting" and self.status.reason == CONTAINER_CREATING)
+        # Waiting and never started (created, or its image was being pulled): its first run is no restart.
+        restarted = not (self.status.state == "waiting" and not self.status.started_at)
         started_at = now_rfc3339()
         # Before it can print a line: each run's lines go to its own instance (restart count).
         self.subject = logs_subject(self.record.namespace, self.record.pod, self.pod.uid, self.container.name,
@@ -331,6 +375,7 @@ class ContainerRunner:
         status = run_started(self.status, started_at, restarted)
         self.record.pid, self.record.start_ticks, self.record.started_at = process.pid, process.start_ticks, started_at
         self.record.restart_count = status.restart_count
+        self.record.image = self.container.image
         self._save()
         self._set(status)
         return process
@@ -349,13 +394,16 @@ class ContainerRunner:
         RUNNING_CONTAINERS.labels(self.pod.driver.name).inc()
         exited = asyncio.ensure_future(process.wait())
         failing = asyncio.ensure_future(unhealthy.wait())
+        replaced = asyncio.ensure_future(self._image_changed.wait())
         try:
-            await asyncio.wait({exited, failing}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait({exited, failing, replaced}, return_when=asyncio.FIRST_COMPLETED)
+            if replaced.done() and not exited.done():
+                await self._before_replacing()  # the old run goes on meanwhile, probed as before
             if not exited.done():
                 await process.terminate(self.pod.pod.spec.termination_grace_period_seconds)
             exit_code = await exited
         finally:
-            for task in (*probes, failing, exited):
+            for task in (*probes, failing, replaced, exited):
                 task.cancel()
             RUNNING_CONTAINERS.labels(self.pod.driver.name).dec()
         reason = await self._reap(process, exit_code)

@@ -315,7 +315,7 @@ class RuncDriver(ProcessDriver):
 
     async def collect_garbage(self) -> None:
         try:
-            await self.images.collect_garbage(lambda: {c.digest for c in self.containers.values() if c.digest})
+            await self.images.collect_garbage(lambda: {d for c in self.containers.values() for d in c.digests_in_use()})
         except OSError as exc:
             log.warning("image GC failed: %s", exc)
 
@@ -361,7 +361,12 @@ class RuncContainer(ContainerRunner):
         self.bundle = pod.dir / "bundles" / container.name
         self.security = security_of(container)
         self.digest = _recorded_digest(self.bundle)  # an adopted container's image stays in use
+        self._pulled: tuple[str, str] | None = None  # (image, digest) pulled while the run before went on
         self.driver.containers[self.id] = self
+
+    def digests_in_use(self) -> set[str]:
+        """Its image, and one pulled for its next run (image GC must leave both)."""
+        return {digest for digest in (self.digest, self._pulled and self._pulled[1]) if digest}
 
     def _allocate_ports(self) -> dict[str, int]:
         """The host's network: a container listens on its containerPort (hostPort, when given, must match).
@@ -408,21 +413,39 @@ class RuncContainer(ContainerRunner):
     async def run(self) -> None:
         if not self.record.pid and self.status.state != "terminated":
             await self._wait_for_ports()
-            if not await self._pull_image():
-                return
         await super().run()
+
+    async def _before_start(self) -> bool:
+        """Every start asks the image cache, so the pull policy applies to restarts too (kubelet's: Always
+        asks the registry what the tag names now), unless the image was pulled just before this start."""
+        pulled, self._pulled = self._pulled, None
+        if pulled is not None and pulled[0] == self.container.image:
+            self.digest = pulled[1]
+            return True
+        return await self._pull_image()
+
+    async def _before_replacing(self) -> None:
+        """The new image is pulled while the old run goes on; if that fails the old run still stops, and the
+        next start pulls again as at creation, ErrImagePull then ImagePullBackOff on the container."""
+        container = self.container
+        with contextlib.suppress(ImageError):
+            digest = await self.driver.images.ensure(container.image, container.image_pull_policy)
+            self._pulled = (container.image, digest)
 
     async def _pull_image(self) -> bool:
         """Pull until it works (ErrImagePull, then ImagePullBackOff between tries); False for a bad name."""
         attempts = 0
         while True:
+            self._image_changed.clear()  # this attempt takes the image as it is now
+            container = self.container
             try:
-                self.digest = await self.driver.images.ensure(self.container.image,
-                                                               self.container.image_pull_policy)
-                return True
+                self.digest = await self.driver.images.ensure(container.image, container.image_pull_policy)
+                if container is self.container:
+                    return True
+                continue  # the image changed during the pull: that one is wanted now
             except ImageError as exc:
                 attempts += 1
-                self._note_in_log(f"pulling image {self.container.image!r}: {exc}")
+                self._note_in_log(f"pulling image {container.image!r}: {exc}")
                 log.warning("%s/%s container %s: %s", self.record.namespace, self.record.pod,
                             self.container.name, exc)
                 self._set(_waiting(self.status, exc.reason, str(exc)))
@@ -433,8 +456,8 @@ class RuncContainer(ContainerRunner):
             await asyncio.sleep(1.0)  # long enough for ErrImagePull to be reported, as kubelet shows it first
             if self.status.reason == ERR_IMAGE_PULL:
                 self._set(_waiting(self.status, IMAGE_PULL_BACK_OFF,
-                                   f'Back-off pulling image "{self.container.image}": {self.status.message}'))
-            await asyncio.sleep(delay - 1.0)
+                                   f'Back-off pulling image "{container.image}": {self.status.message}'))
+            await self._unless_image_changes(delay - 1.0)
 
     # ------------------------------------------------------------ one run
 

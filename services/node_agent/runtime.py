@@ -169,6 +169,7 @@ class ContainerRecord(msgspec.Struct, kw_only=True):
     start_ticks: int = 0  # guards against a reused pid
     started_at: str = ""
     restart_count: int = 0
+    image: str | None = None  # the spec's image when this run started (None: an older agent's record)
     host_ports: dict[str, int] = {}
     grace_seconds: int = 30
     stdout_offset: int = 0  # bytes of the log files already published

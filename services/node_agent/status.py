@@ -92,15 +92,21 @@ def with_ready(status: ContainerStatus, ready: bool) -> ContainerStatus:
 # ---------------------------------------------------------------- pods
 
 
-def pod_phase(containers: Sequence[ContainerStatus]) -> str:
+def pod_phase(containers: Sequence[ContainerStatus], restart_policy: str) -> str:
     """Pending until every container has run; Succeeded or Failed once all ended for good; else Running.
 
-    A container waiting out a back-off (it has a lastState) counts as running, as in kubelet.
+    As kubelet's getPhase: a container waiting out a back-off (it has a lastState) counts as running,
+    and containers that all ended are only the end under a policy that will not start them again:
+    under Always (or OnFailure after a failure) the pod is Running, restarting — never Failed, which
+    would make a ReplicaSet replace it (as an agent adopting containers that died while it was away saw).
     """
     if not containers or any(c.state == "waiting" and not c.last_state for c in containers):
         return PENDING
     if all(c.state == "terminated" for c in containers):
-        return SUCCEEDED if all(c.exit_code == 0 for c in containers) else FAILED
+        succeeded = all(c.exit_code == 0 for c in containers)
+        if restart_policy == "Always" or (restart_policy == "OnFailure" and not succeeded):
+            return RUNNING
+        return SUCCEEDED if succeeded else FAILED
     return RUNNING
 
 
@@ -114,10 +120,10 @@ def _condition(previous: Sequence[Condition], type_: str, status: bool, now: str
                      last_transition_time=since or now)
 
 
-def pod_status(containers: Sequence[ContainerStatus], previous: PodStatus, now: str,
+def pod_status(containers: Sequence[ContainerStatus], previous: PodStatus, now: str, restart_policy: str,
                host_ip: str = HOST_IP) -> PodStatus:
     """The pod's status from its containers' (in spec order), `previous` supplying transition times."""
-    phase = pod_phase(containers)
+    phase = pod_phase(containers, restart_policy)
     unready = [c.name for c in containers if not c.ready]
     reason = message = ""
     if phase in FINISHED_PHASES:

@@ -36,7 +36,19 @@ def c(name="main", state="running", ready=False, exit_code=None, last_state="", 
 ], ids=["no-containers", "creating", "one-creating", "running", "backing-off", "one-ended", "all-succeeded",
         "one-failed", "unknown-exit"])
 def test_pod_phase(containers, expected):
-    assert pod_phase(containers) == expected
+    assert pod_phase(containers, "Never") == expected
+
+
+@pytest.mark.parametrize("policy, exit_codes, expected", [
+    ("Always", (0,), "Running"), ("Always", (None,), "Running"), ("Always", (1, 0), "Running"),
+    ("OnFailure", (0, 0), "Succeeded"), ("OnFailure", (1,), "Running"), ("OnFailure", (None,), "Running"),
+    ("Never", (0,), "Succeeded"), ("Never", (0, 1), "Failed"),
+])
+def test_containers_that_all_ended_are_the_pods_end_only_when_none_will_start_again(policy, exit_codes, expected):
+    # e.g. an agent adopting containers that died while it was away (`dockyard down`, then `up`): a
+    # deployment's pod reported Failed in between would be deleted and replaced by its ReplicaSet.
+    containers = [c(f"c{i}", state="terminated", exit_code=code) for i, code in enumerate(exit_codes)]
+    assert pod_phase(containers, policy) == expected
 
 
 def conditions(status):
@@ -44,7 +56,7 @@ def conditions(status):
 
 
 def test_a_new_pod_is_scheduled_initialized_and_not_ready():
-    status = pod_status([c(state="waiting", reason="ContainerCreating")], PodStatus(), T0)
+    status = pod_status([c(state="waiting", reason="ContainerCreating")], PodStatus(), T0, "Never")
     assert status.phase == "Pending" and status.host_ip == "127.0.0.1" and status.start_time == T0
     assert conditions(status) == {
         "PodScheduled": ("True", "", T0), "Initialized": ("True", "", T0),
@@ -54,21 +66,21 @@ def test_a_new_pod_is_scheduled_initialized_and_not_ready():
 
 def test_transition_times_move_only_when_the_status_does():
     scheduled = PodStatus(conditions=(Condition(type="PodScheduled", status="True", last_transition_time="S"),))
-    pending = pod_status([c(ready=False)], scheduled, T0)
-    ready = pod_status([c(ready=True)], pending, T1)
-    still = pod_status([c(ready=True)], ready, T2)
+    pending = pod_status([c(ready=False)], scheduled, T0, "Never")
+    ready = pod_status([c(ready=True)], pending, T1, "Never")
+    still = pod_status([c(ready=True)], ready, T2, "Never")
     assert conditions(ready)["Ready"] == ("True", "", T1) and conditions(ready)["PodScheduled"][2] == "S"
     assert conditions(ready)["Initialized"][2] == T0 and ready.start_time == T0
     assert still == ready
 
 
 def test_a_finished_pod_is_not_ready_because_it_completed():
-    status = pod_status([c(state="terminated", exit_code=0)], PodStatus(), T0)
+    status = pod_status([c(state="terminated", exit_code=0)], PodStatus(), T0, "Never")
     assert status.phase == "Succeeded" and conditions(status)["Ready"] == ("False", "PodCompleted", T0)
 
 
 def test_ready_needs_every_container():
-    status = pod_status([c("a", ready=True), c("b", ready=False)], PodStatus(), T0)
+    status = pod_status([c("a", ready=True), c("b", ready=False)], PodStatus(), T0, "Never")
     assert conditions(status)["ContainersReady"][0] == "False"
     assert status.conditions[3].message == "containers with unready status: [b]"
 
