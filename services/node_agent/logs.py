@@ -157,18 +157,24 @@ async def _legacy_containers(log_: EventLog, namespace: str, pod: str) -> list[s
 
 
 async def select_lines(log_: EventLog, namespace: str, pod: str, container: str | None = None,
-                       previous: bool = False) -> LogSelection:
-    """Which lines `dockyard logs` shows: the pod's (or, deleted, its last incarnation's) current
-    container instance, or with `previous` the one before. Raises ValueError naming what is missing."""
+                       previous: bool = False, deleted: bool = False) -> LogSelection:
+    """Which lines `dockyard logs` shows: the pod's current container instance, or with `previous` the
+    one before. A deleted pod is not found, as kubectl says, unless `deleted` asks for its last
+    incarnation's lines, which the stream keeps. Raises ValueError naming what is missing."""
     records = await log_.read_aggregate(subject_for("pod", namespace, pod))
     known = last_known_pod(records)
+    gone = fold(records) is None
+    if gone and not deleted:
+        kept = known is not None or await _legacy_containers(log_, namespace, pod)
+        where = "" if namespace == "default" else f" -n {namespace}"
+        hint = f"; it was deleted, its logs are kept: dockyard logs {pod}{where} --deleted" if kept else ""
+        raise ValueError(f'pods "{pod}" not found{hint}')
     if known is None:  # no history: only lines from before uids can be left
         return await _legacy_selection(log_, namespace, pod, container, previous)
     name = choose_name([c.name for c in known.spec.containers], container, pod)
     restarts = next((s.restart_count for s in known.status.container_statuses if s.name == name), 0)
     shipped = await _shipped_instances(log_, namespace, pod, known.metadata.uid, name)
-    deleted = fold(records) is None
-    if deleted and not shipped and name in await _legacy_containers(log_, namespace, pod):  # from before uids
+    if gone and not shipped and name in await _legacy_containers(log_, namespace, pod):  # from before uids
         return await _legacy_selection(log_, namespace, pod, name, previous)
     instance = pick_instance(restarts, shipped, previous)
     if instance is None:
@@ -241,11 +247,12 @@ async def _deliver_policy(log_: EventLog, selection: LogSelection, follow: bool,
 
 async def print_logs(log: EventLog, namespace: str, pod: str, container: str | None = None,
                      follow: bool = False, tail: int | None = None, since: dt.datetime | None = None,
-                     timestamps: bool = False, previous: bool = False, out: TextIO = sys.stdout) -> int:
+                     timestamps: bool = False, previous: bool = False, deleted: bool = False,
+                     out: TextIO = sys.stdout) -> int:
     """`dockyard logs`: print a container instance's lines (the last `tail`, from `since`), then with
     `follow` keep printing new ones (a restart's too) until cancelled. Returns the exit code (0);
     raises ValueError for a pod, container or instance that cannot be chosen."""
-    selection = await select_lines(log, namespace, pod, container, previous)
+    selection = await select_lines(log, namespace, pod, container, previous, deleted)
     follow = follow and not previous  # a terminated instance has nothing more to say
     if tail is not None and tail < 0:
         tail = None

@@ -96,8 +96,11 @@ async def test_a_recreated_pod_shows_only_its_own_lines_and_a_deleted_one_its_la
     await eventually(logs_are(stack, "again", "first life\n"), what="the first pod's line")
 
     ok(await cli(stack, "delete", "pod", "again"))
-    # Deleted: its last incarnation's lines, as before.
-    await eventually(logs_are(stack, "again", "first life\n"), what="the deleted pod's line")
+    # Deleted: not found, as kubectl says; its last incarnation's lines are kept for --deleted.
+    await eventually(logs_are(stack, "again", "first life\n", "--deleted"), what="the deleted pod's line")
+    refused = await cli(stack, "logs", "again")
+    assert refused.returncode == 1 and refused.stderr.decode() == (
+        'error: pods "again" not found; it was deleted, its logs are kept: dockyard logs again --deleted\n')
 
     await apply(stack, pod("again", "echo second life; exec sleep 1000"))
     # The new pod's line, and never its namesake's above it.
@@ -151,11 +154,13 @@ async def test_lines_from_before_uids_show_only_for_a_pod_that_is_gone(eventlog)
         assert await print_logs(eventlog, "default", name, out=out, **options) == 0
         return out.getvalue()
 
-    assert await logs_of("gone") == "old line\n"  # deleted, nothing newer: its old lines
-    assert await logs_of("forgotten") == "old line\n"  # no history at all: the same
+    assert await logs_of("gone", deleted=True) == "old line\n"  # deleted, nothing newer: its old lines
+    assert await logs_of("forgotten", deleted=True) == "old line\n"  # no history at all: the same
     assert await logs_of("live") == ""  # a live pod's old lines may be a namesake's
     with pytest.raises(ValueError, match='previous terminated container "main" in pod "gone" not found'):
-        await logs_of("gone", previous=True)
+        await logs_of("gone", previous=True, deleted=True)
+    with pytest.raises(ValueError, match='pods "gone" not found; it was deleted'):
+        await logs_of("gone")
     with pytest.raises(ValueError, match='pods "nowhere" not found'):
         await logs_of("nowhere")
 
