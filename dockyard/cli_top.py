@@ -25,6 +25,7 @@ def add_parsers(sub, add_namespace) -> None:
     add_namespace(pods)
     pods.add_argument("--containers", action="store_true", help="each container's usage (POD NAME ...)")
     for parser in (nodes, pods):
+        parser.add_argument("name", nargs="?", help="only this one (kubectl top pod NAME)")
         parser.add_argument("--sort-by", choices=["cpu", "memory"], default=None, help="largest first")
         parser.add_argument("--no-headers", action="store_true", help="no header line")
 
@@ -82,11 +83,13 @@ def node_rows(nodes: list[dict], usages: dict[str, NodeUsage], sort_by: str | No
 
 
 def pod_rows(usages: dict[str, NodeUsage], namespace: str, all_namespaces: bool,
-             sort_by: str | None = None, containers: bool = False) -> list[list[str]]:
+             sort_by: str | None = None, containers: bool = False, name: str | None = None) -> list[list[str]]:
     """[NAMESPACE] NAME CPU(cores) MEMORY(bytes) of every pod a node reported; with `containers`,
     [NAMESPACE] POD NAME CPU(cores) MEMORY(bytes) of each of their containers, pods ordered as without
-    (a pod from an agent that did not tell its containers apart has no rows, as kubectl shows none)."""
-    pods = sorted((p for u in usages.values() for p in u.pods if all_namespaces or p.namespace == namespace),
+    (a pod from an agent that did not tell its containers apart has no rows, as kubectl shows none);
+    with `name`, only that pod's."""
+    pods = sorted((p for u in usages.values() for p in u.pods
+                   if (all_namespaces or p.namespace == namespace) and name in (None, p.name)),
                   key=lambda p: (p.namespace, p.name))
     pods.sort(key=lambda p: _largest_first(sort_by, p.cpu_millis, p.memory_bytes))
     rows = []
@@ -99,21 +102,35 @@ def pod_rows(usages: dict[str, NodeUsage], namespace: str, all_namespaces: bool,
 
 
 async def cmd_top(client: ApiClient, args: argparse.Namespace) -> int:
+    nodes_asked = args.top_what in ("nodes", "node", "no")
+    namespace = getattr(args, "namespace", "") or "default"  # nodes take no -n
+    named = None
+    if args.name:
+        # A name that is not there is kubectl's NotFound, whether or not metrics have come in yet.
+        named = await client.get("Node" if nodes_asked else "Pod", args.name, "" if nodes_asked else namespace)
     usages = await read_usage(client.log)
     if not usages:
         raise cli.CliError("metrics not available yet (node agents report usage every few seconds)")
-    headers = not args.no_headers
-    if args.top_what in ("nodes", "node", "no"):
-        nodes, _ = await client.list("Node")
+    if nodes_asked:
+        nodes = [named] if named else (await client.list("Node"))[0]
         rows = node_rows(nodes, usages, args.sort_by)
-        print(printers.format_table(["NAME", "CPU(cores)", "CPU%", "MEMORY(bytes)", "MEMORY%"], rows, headers))
+        print(printers.format_table(["NAME", "CPU(cores)", "CPU%", "MEMORY(bytes)", "MEMORY%"], rows,
+                                    not args.no_headers))
         return 0
-    namespace = args.namespace or "default"
-    rows = pod_rows(usages, namespace, args.all_namespaces, args.sort_by, args.containers)
+    return _top_pods(usages, namespace, args)
+
+
+def _top_pods(usages: dict[str, NodeUsage], namespace: str, args: argparse.Namespace) -> int:
+    all_namespaces = args.all_namespaces and not args.name  # a name is looked for in -n's namespace, as kubectl
+    rows = pod_rows(usages, namespace, all_namespaces, args.sort_by, args.containers, name=args.name)
+    if args.name and not rows:
+        raise cli.CliError(f"metrics not available for pod {namespace}/{args.name} yet"
+                           " (node agents report usage every few seconds)")
     if not rows:
-        where = "in any namespace" if args.all_namespaces else f"in {namespace} namespace"
+        where = "in any namespace" if all_namespaces else f"in {namespace} namespace"
         print(f"No resources found {where}.", file=sys.stderr)
         return 0
     pod_headers = (["POD"] if args.containers else []) + ["NAME", "CPU(cores)", "MEMORY(bytes)"]
-    print(printers.format_table(["NAMESPACE", *pod_headers] if args.all_namespaces else pod_headers, rows, headers))
+    print(printers.format_table(["NAMESPACE", *pod_headers] if all_namespaces else pod_headers, rows,
+                                not args.no_headers))
     return 0

@@ -275,18 +275,28 @@ def _validated(raw: Any, errors: list[str]) -> Resource | None:
     kind = _kind_struct(raw, errors)
     if kind is None:
         return None
-    errors.extend(_api_version_errors(raw))
+    found = list(_api_version_errors(raw))
     findings = _Findings()
     document = _conform(_without_server_fields(raw), kind, "", findings)
-    errors.extend(findings.messages())
+    found.extend(findings.messages())
+    resource = _convert_or_none(document, kind)
+    type_errors: list[str] = []
+    if resource is None:
+        # Value rules still run, over stand-ins for the parts of the wrong type,
+        # so one pass over a manifest reports everything wrong with it.
+        resource = _convert_or_none(_checked(document, kind, "", type_errors), kind)
+    if resource is not None:
+        resource = _placed_in_namespace(resource)
+        found.extend(error for error in _resource_errors(resource) if not _is_under(error, type_errors))
+    errors.extend(_in_document_order(found + type_errors, raw))
+    return None if type_errors else resource
+
+
+def _convert_or_none(document: Any, kind: type[Resource]) -> Resource | None:
     try:
-        resource = msgspec.convert(document, kind, strict=True)
-    except msgspec.ValidationError as error:
-        errors.extend(_every_type_error(document, kind, "", error))
-        return None
-    resource = _placed_in_namespace(resource)
-    errors.extend(_resource_errors(resource))
-    return resource
+        return msgspec.convert(document, kind, strict=True)
+    except msgspec.ValidationError:
+        return None  # the type walk says why (and after it, stand-ins refused: only type errors are given)
 
 
 def _kind_struct(raw: dict, errors: list[str]) -> type[Resource] | None:
@@ -366,6 +376,46 @@ class _Findings:
 
 
 _INVALID = object()  # a mapping entry already reported, left out so msgspec does not report it again
+_UNKNOWN = object()  # the type of a struct key the schema does not have
+
+
+# A part of a struct, tuple or mapping value: (key, value, type, path); a plain tuple, as there is one per value.
+_Part = tuple[str | int, Any, Any, str]
+
+
+@cache
+def _shape(tp: Any) -> type | None:
+    """What a schema type opens into: msgspec.Struct, tuple or dict; None for a scalar."""
+    if isinstance(tp, type) and issubclass(tp, msgspec.Struct):
+        return msgspec.Struct
+    origin = get_origin(tp)
+    return origin if origin in (tuple, dict) else None
+
+
+def _parts(value: Any, tp: Any, path: str) -> list[_Part] | None:
+    """The parts of a struct, tuple or mapping value, each with its type and path; None for a
+    value the type does not open (a scalar, or a value of the wrong shape). The one place the
+    schema's structure is walked: conforming and type checking both go through it."""
+    shape = _shape(tp)
+    if shape is msgspec.Struct and isinstance(value, dict):
+        fields = _fields_by_wire_name(tp)
+        return [(key, item, fields.get(key, _UNKNOWN), _join(path, key)) for key, item in value.items()]
+    if shape is tuple and isinstance(value, list):
+        item_type = get_args(tp)[0]
+        return [(index, item, item_type, f"{path}[{index}]") for index, item in enumerate(value)]
+    if shape is dict and isinstance(value, dict) and all(isinstance(key, str) for key in value):
+        item_type = get_args(tp)[1]
+        return [(key, item, item_type, _join(path, key)) for key, item in value.items()]
+    return None  # a non-string mapping key included: msgspec reports it
+
+
+def _assembled(tp: Any, parts: Iterable[tuple[str | int, Any]]) -> Any:
+    shape = _shape(tp)
+    if shape is tuple:
+        return [item for _, item in parts]
+    if shape is dict:
+        return dict(sorted(parts))  # sorted so encoding is deterministic
+    return dict(parts)
 
 
 def _conform(value: Any, tp: Any, path: str, findings: _Findings) -> Any:
@@ -375,25 +425,23 @@ def _conform(value: Any, tp: Any, path: str, findings: _Findings) -> Any:
     tp = _without_none(tp)
     if tp == Quantity:
         return _conform_quantity(value, path, findings)
-    if isinstance(tp, type) and issubclass(tp, msgspec.Struct) and isinstance(value, dict):
-        return _conform_struct(value, tp, path, findings)
-    if get_origin(tp) is tuple and isinstance(value, list):
-        item_type = get_args(tp)[0]
-        return [_conform(item, item_type, f"{path}[{index}]", findings) for index, item in enumerate(value)]
-    if get_origin(tp) is dict and isinstance(value, dict):
-        return _conform_mapping(value, get_args(tp)[1], path, findings)
-    return value
-
-
-def _conform_struct(value: dict, struct: type, path: str, findings: _Findings) -> dict:
-    fields = _fields_by_wire_name(struct)
-    conformed = {}
-    for key, item in value.items():
-        if key in fields:
-            conformed[key] = _conform(item, fields[key], _join(path, key), findings)
-        else:
-            findings.unsupported.append(_join(path, key))
-    return conformed
+    parts = _parts(value, tp, path)
+    if parts is None:
+        return value
+    strings_only = _shape(tp) is dict and get_args(tp)[1] is str
+    conformed = []
+    for key, item, item_type, item_path in parts:
+        if item_type is _UNKNOWN:
+            findings.unsupported.append(item_path)
+            continue
+        if strings_only and not isinstance(item, str):
+            # Reported here so the rest of the document is still converted and checked.
+            _checked(item, str, item_path, findings.problems)
+            continue
+        item = _conform(item, item_type, item_path, findings)
+        if item is not _INVALID:
+            conformed.append((key, item))
+    return _assembled(tp, conformed)
 
 
 @cache
@@ -401,19 +449,9 @@ def _fields_by_wire_name(struct: type) -> dict[str, Any]:
     return {info.encode_name: info.type for info in msgspec.structs.fields(struct)}
 
 
-def _conform_mapping(value: dict, value_type: Any, path: str, findings: _Findings) -> dict:
-    if not all(isinstance(key, str) for key in value):
-        return value  # msgspec reports the non-string key
-    conformed = {}
-    for key in sorted(value):
-        item = value[key]
-        if value_type is str and not isinstance(item, str):
-            findings.problems.append(f"{_join(path, key)}: expected str, got {type(item).__name__}")
-            continue
-        item = _conform(item, value_type, _join(path, key), findings)
-        if item is not _INVALID:
-            conformed[key] = item
-    return conformed
+@cache
+def _required_wire_names(struct: type) -> tuple[str, ...]:
+    return tuple(info.encode_name for info in msgspec.structs.fields(struct) if info.required)
 
 
 def _conform_quantity(value: Any, path: str, findings: _Findings) -> Any:
@@ -449,53 +487,70 @@ def _join(path: str, key: Any) -> str:
 # ---------------------------------------------------------------- every type error, not only the first
 
 
-def _every_type_error(value: Any, tp: Any, path: str, error: msgspec.ValidationError) -> list[str]:
-    """Every type error under `path`, given the first one msgspec stopped at.
+def _checked(value: Any, tp: Any, path: str, errors: list[str]) -> Any:
+    """`value` with every type error under `path` added to `errors` and each wrong part
+    replaced by a stand-in of its type, so the value rules can still run over the rest.
 
-    msgspec reports one error per conversion; converting the failed value's fields (items,
-    entries) one by one finds the others, each with msgspec's own message. Where no part fails
-    alone, the problem is the value's own (a missing field, an object where a list belongs):
-    msgspec's error is the one to give. Only failed conversions are split, so a valid manifest
-    costs nothing more, and the types are msgspec's, so no second set of rules can drift.
+    msgspec reports one error per conversion; checking the failed value's parts one by one
+    finds the others, each with msgspec's own message. Where no part fails alone, the problem
+    is the value's own (a missing field, an object where a list belongs): msgspec's error is
+    the one to give. Only failed conversions are split, so a valid manifest costs nothing more,
+    and the types are msgspec's, so no second set of rules can drift.
     """
-    tp = _without_none(tp)
-    if isinstance(tp, type) and issubclass(tp, msgspec.Struct) and isinstance(value, dict):
-        found = _struct_type_errors(value, tp, path)
-    elif get_origin(tp) is tuple and isinstance(value, list):
-        found = [problem for index, item in enumerate(value)
-                 for problem in _type_errors(item, get_args(tp)[0], f"{path}[{index}]")]
-    elif get_origin(tp) is dict and isinstance(value, dict):
-        found = [problem for key, item in value.items()
-                 for problem in _type_errors(item, get_args(tp)[1], _join(path, key))]
-    else:
-        found = []
-    return found or [_from_msgspec(str(error), path)]
-
-
-def _struct_type_errors(value: dict, struct: type, path: str) -> list[str]:
-    # In msgspec's order: the fields given, then the required fields missing.
-    fields = {info.encode_name: info for info in msgspec.structs.fields(struct)}
-    found = [problem for key, item in value.items() if key in fields
-             for problem in _type_errors(item, fields[key].type, _join(path, key))]
-    return found + [f"{_join(path, name)}: required field is missing"
-                    for name, info in fields.items() if info.required and name not in value]
-
-
-def _type_errors(value: Any, tp: Any, path: str) -> list[str]:
     try:
         msgspec.convert(value, tp, strict=True)
+        return value
     except msgspec.ValidationError as error:
-        return _every_type_error(value, tp, path, error)
-    return []
+        failure = error
+    already = len(errors)
+    repaired = _checked_parts(value, _without_none(tp), path, errors)
+    if repaired is None or len(errors) == already:
+        errors.append(_type_error(str(failure), path, value))
+        return _stand_in(tp)
+    return repaired
+
+
+def _checked_parts(value: Any, tp: Any, path: str, errors: list[str]) -> Any:
+    parts = _parts(value, tp, path)
+    if parts is None:
+        return None
+    checked = [(key, _checked(item, item_type, item_path, errors))
+               for key, item, item_type, item_path in parts if item_type is not _UNKNOWN]
+    if _shape(tp) is msgspec.Struct:
+        # In msgspec's order: the fields given, then the required fields missing.
+        for name in _required_wire_names(tp):
+            if name not in value:
+                errors.append(f"{_join(path, name)}: required field is missing")
+                checked.append((name, _stand_in(_fields_by_wire_name(tp)[name])))
+    return _assembled(tp, checked)
+
+
+def _stand_in(tp: Any) -> Any:
+    """The plainest value of a type, in place of a part reported as wrong."""
+    if isinstance(tp, types.UnionType):
+        members = get_args(tp)
+        return None if types.NoneType in members else _stand_in(members[0])
+    if isinstance(tp, type) and issubclass(tp, msgspec.Struct):
+        fields = _fields_by_wire_name(tp)
+        return {name: _stand_in(fields[name]) for name in _required_wire_names(tp)}
+    if get_origin(tp) is tuple:
+        return []
+    if get_origin(tp) is dict:
+        return {}
+    if tp == Quantity:
+        return "0"
+    return {int: 0, float: 0.0, bool: False}.get(tp, "")
 
 
 _MSGSPEC_ERROR = re.compile(r"(?P<problem>.*?)(?: - at `\$(?P<path>[^`]*)`)?", re.DOTALL)
 _MISSING_FIELD = re.compile(r"Object missing required field `(?P<field>[^`]+)`")
 
 
-def _from_msgspec(message: str, base: str = "") -> str:
-    """msgspec's "Expected `int`, got `str` - at `$.spec.replicas`" as "spec.replicas: expected int, got str";
-    the path msgspec gives is under `base` (where the converted value is in the document)."""
+def _type_error(message: str, base: str, value: Any) -> str:
+    """msgspec's "Expected `int`, got `str` - at `$.spec.replicas`" as
+    'spec.replicas: expected int, got str "three"': the path msgspec gives is under `base`
+    (where the converted value is in the document), and the value is quoted, as kubectl
+    quotes an invalid value, when it is the value converted and a scalar."""
     match = _MSGSPEC_ERROR.fullmatch(message)
     problem, relative = match["problem"], match["path"] or ""
     path = base + relative if base else relative.lstrip(".")
@@ -504,7 +559,70 @@ def _from_msgspec(message: str, base: str = "") -> str:
         return f"{_join(path, missing['field'])}: required field is missing"
     problem = problem.replace("`", "")
     problem = problem[:1].lower() + problem[1:]
+    if not relative and isinstance(value, str | int | float | bool):
+        problem = f"{problem} {_shown(value)}"
     return f"{path}: {problem}" if path else problem
+
+
+MAX_SHOWN_VALUE = 60  # characters of a bad value quoted in an error; a 1 MiB string is not repeated
+
+
+def _shown(value: str | int | float | bool) -> str:
+    if isinstance(value, str) and len(value) > MAX_SHOWN_VALUE:
+        return _quoted(value[:MAX_SHOWN_VALUE] + "...")
+    return _quoted(value) if isinstance(value, str) else json.dumps(value)
+
+
+# ---------------------------------------------------------------- document order
+
+
+def _is_under(error: str, type_errors: list[str]) -> bool:
+    """Whether a value rule's error is about a part already reported as the wrong type
+    (its stand-in would be reported again, as empty or zero)."""
+    return any(error.startswith(_error_path(type_error) + end)
+               for type_error in type_errors for end in (":", ".", "["))
+
+
+def _error_path(error: str) -> str:
+    return error.split(": ", 1)[0]
+
+
+def _in_document_order(errors: list[str], document: dict) -> list[str]:
+    """Errors in the order their fields come in the document, as kubectl gives them; a field
+    that is missing comes after its present siblings; ties keep the order they were found in."""
+    return sorted(errors, key=lambda error: _document_position(error, document))
+
+
+_NOT_PRESENT = math.inf
+
+
+def _document_position(error: str, document: Any) -> tuple[float, ...]:
+    # The path is matched against the document's own keys, longest first, because a key may
+    # hold dots (a label such as app.kubernetes.io/name) and paths are joined with dots.
+    position: list[float] = []
+    rest = error.removeprefix("unsupported fields: ").removeprefix("unsupported field: ")
+    while rest:
+        if position:
+            if not rest.startswith((".", "[")):
+                break
+            rest = rest.removeprefix(".")
+        index = re.match(r"\[(\d+)\]", rest)
+        if isinstance(document, list) and index and int(index[1]) < len(document):
+            position.append(int(index[1]))
+            document, rest = document[int(index[1])], rest[index.end():]
+        elif isinstance(document, dict) and (key := _leading_key(rest, document)) is not None:
+            position.append(list(document).index(key))
+            document, rest = document[key], rest[len(key):]
+        else:
+            position.append(_NOT_PRESENT)
+            break
+    return tuple(position)
+
+
+def _leading_key(text: str, mapping: dict) -> str | None:
+    keys = [key for key in mapping if isinstance(key, str) and text.startswith(key)
+            and text[len(key):len(key) + 1] in ("", ".", "[", ":")]
+    return max(keys, key=len, default=None)
 
 
 # ---------------------------------------------------------------- semantic rules

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 import yaml
@@ -171,40 +171,64 @@ def _block(title: str, values: list[str], width: int = 20) -> list[str]:
     return [head + values[0]] + [" " * width + v for v in values[1:]]
 
 
-def _container_state(status: Obj, indent: str) -> list[str]:
-    """A container's state, last state, readiness and restarts, as `kubectl describe pod` shows them."""
-    def state(title: str, name: str, reason: str, exit_code: Any, signal: int = 0, started: str = "",
-              message: str = "") -> list[str]:
-        lines = [f"{indent}  {title + ':':<16}{name.capitalize() if name else 'Waiting'}"]
-        if reason:
-            lines.append(f"{indent}    {'Reason:':<14}{reason}")
-        if message:
-            lines.append(f"{indent}    {'Message:':<14}{message}")
-        if exit_code is not None:
-            lines.append(f"{indent}    {'Exit Code:':<14}{exit_code}")
-        if signal:
-            lines.append(f"{indent}    {'Signal:':<14}{signal}")
-        if started:
-            lines.append(f"{indent}    {'Started:':<14}{started}")
-        return lines
+class ContainerRun(NamedTuple):
+    """One ended run of a container, as the pod's events tell it: when it started and when it was seen ended."""
 
-    lines = state("State", status.get("state", "waiting"), status.get("reason", ""), status.get("exitCode"),
-                  status.get("signal", 0), status.get("startedAt", ""), status.get("message", ""))
+    started: str
+    finished: str
+
+
+def container_runs(records) -> dict[str, list[ContainerRun]]:
+    """Each container's ended runs, oldest first, from a pod's events: the status keeps only the
+    latest run's start, so the times of the run before (kubectl's Last State) come from the log."""
+    runs: dict[str, dict[str, ContainerRun]] = {}
+    for record in records:
+        status = getattr(record.event, "status", None)
+        for container in getattr(status, "container_statuses", ()):
+            ended = runs.setdefault(container.name, {})
+            if container.state == "terminated" and container.started_at not in ended:
+                ended[container.started_at] = ContainerRun(container.started_at, record.time)
+    return {name: list(ended.values()) for name, ended in runs.items()}
+
+
+def _state_lines(title: str, indent: str, name: str, reason: str = "", message: str = "", exit_code: Any = None,
+                 signal: int = 0, started: str = "", finished: str = "") -> list[str]:
+    lines = [f"{indent}  {title + ':':<16}{name.capitalize() if name else 'Waiting'}"]
+    for label, value in (("Reason", reason), ("Message", message), ("Exit Code", exit_code), ("Signal", signal),
+                         ("Started", started), ("Finished", finished)):
+        if value not in ("", None, 0) or (label == "Exit Code" and value == 0):
+            lines.append(f"{indent}    {label + ':':<14}{value}")
+    return lines
+
+
+def _container_state(status: Obj, indent: str, runs: list[ContainerRun] | None = None) -> list[str]:
+    """A container's state, last state, readiness and restarts, as `kubectl describe pod` shows them:
+    Started under a running or terminated state, never a waiting one (whose startedAt is the last run's)."""
+    state, started = status.get("state", "waiting"), status.get("startedAt", "")
+    ran = state in ("running", "terminated")
+    this_run = next((run for run in reversed(runs or []) if ran and run.started == started), None)
+    earlier = [run for run in runs or [] if not ran or run.started != started]
+    lines = _state_lines("State", indent, state, status.get("reason", ""), status.get("message", ""),
+                         status.get("exitCode"), status.get("signal", 0), started if ran else "",
+                         this_run.finished if this_run and state == "terminated" else "")
     if status.get("lastState"):
-        lines += state("Last State", status["lastState"], status.get("lastReason", ""), status.get("lastExitCode"))
+        last = earlier[-1] if earlier else ContainerRun("" if ran else started, "")
+        lines += _state_lines("Last State", indent, status["lastState"], status.get("lastReason", ""),
+                              exit_code=status.get("lastExitCode"), started=last.started, finished=last.finished)
     lines.append(f"{indent}  {'Ready:':<16}{'True' if status.get('ready') else 'False'}")
     lines.append(f"{indent}  {'Restart Count:':<16}{status.get('restartCount', 0)}")
     return lines
 
 
-def _describe_containers(containers: list[Obj], indent: str, statuses: list[Obj] | None = None) -> list[str]:
+def _describe_containers(containers: list[Obj], indent: str, statuses: list[Obj] | None = None,
+                         runs: dict[str, list[ContainerRun]] | None = None) -> list[str]:
     by_name = {s.get("name"): s for s in statuses or []}
     lines = []
     for c in containers:
         lines.append(f"{indent}{c.get('name')}:")
         lines.append(f"{indent}  Image:      {c.get('image') or '<none>'}")
         if c.get("name") in by_name:
-            lines += _container_state(by_name[c["name"]], indent)
+            lines += _container_state(by_name[c["name"]], indent, (runs or {}).get(c["name"]))
         if c.get("command"):
             lines.append(f"{indent}  Command:    {' '.join(c['command'])}")
         if c.get("args"):
@@ -223,19 +247,38 @@ def _describe_containers(containers: list[Obj], indent: str, statuses: list[Obj]
     return lines
 
 
+def pod_for_logs(pods: list[Obj]) -> str:
+    """The pod `logs deployment/NAME` reads, as kubectl's ByLogging orders them: one on a node, running,
+    ready, with the most restarts, the oldest; then by name, so the choice is the same every time."""
+    def preference(pod: Obj) -> tuple:
+        spec, status = pod.get("spec") or {}, pod.get("status") or {}
+        statuses = status.get("containerStatuses") or []
+        ready = bool(statuses) and all(s.get("ready") for s in statuses)
+        restarts = sum(int(s.get("restartCount", 0)) for s in statuses)
+        return (not spec.get("nodeName"), status.get("phase") != "Running", not ready, -restarts,
+                _meta(pod).get("creationTimestamp", ""), _meta(pod).get("name", ""))
+
+    return _meta(min(pods, key=preference))["name"]
+
+
 def history_rows(records) -> list[tuple[str, str, str, str]]:
-    """The last events of an aggregate as describe shows them: (age, type, actor, scalar fields)."""
+    """The last events of an aggregate as describe shows them: (age, type, actor, fields)."""
+    from dockyard.timetravel import shown  # `history`'s way to show a value: a list of structs as JSON, cut short
+
     rows = []
     for record in records[-20:]:
         event = msgspec.to_builtins(record.event)
         event.pop("type", None)
-        detail = ", ".join(f"{k}={v}" for k, v in event.items() if not isinstance(v, (dict, list)))
+        # A whole object (pod=...) is left out, as before; a list of scores is shown, readably.
+        detail = ", ".join(f"{k}={shown(v)}" for k, v in event.items() if not isinstance(v, dict) and v != ())
         rows.append((age(record.time), record.type, record.actor, detail or "-"))
     return rows
 
 
-def describe(obj: Obj, history: list[tuple[str, str, str, str]]) -> str:
-    """kubectl-style description; `history` is (age, type, actor, detail) from the aggregate's events."""
+def describe(obj: Obj, history: list[tuple[str, str, str, str]],
+             runs: dict[str, list[ContainerRun]] | None = None) -> str:
+    """kubectl-style description; `history` is (age, type, actor, detail) from the aggregate's events,
+    `runs` a pod's containers' ended runs from them (container_runs), for the times of a Last State."""
     meta, spec, status = _meta(obj), obj.get("spec") or {}, obj.get("status") or {}
     lines = [f"{'Name:':<20}{meta.get('name', '')}"]
     if meta.get("namespace"):
@@ -264,7 +307,7 @@ def describe(obj: Obj, history: list[tuple[str, str, str, str]]) -> str:
         lines.append(f"{'Status:':<20}{status.get('phase', 'Pending')}")
         lines.append(f"{'Restart Policy:':<20}{spec.get('restartPolicy', 'Always')}")
         lines.append("Containers:")
-        lines += _describe_containers(_containers(obj), "  ", status.get("containerStatuses"))
+        lines += _describe_containers(_containers(obj), "  ", status.get("containerStatuses"), runs)
     elif kind == "Node":
         lines.append(f"{'Unschedulable:':<20}{str(bool(spec.get('unschedulable'))).lower()}")
         taints = [f"{t.get('key')}={t.get('value', '')}:{t.get('effect')}" for t in spec.get("taints") or []]
@@ -301,4 +344,5 @@ def cluster_summary_lines(summary: Any) -> list[str]:
     return [f"{'nodes:':<13} {summary.nodes_ready} ready of {summary.nodes}",
             f"{'pods:':<13} {pods}",
             f"{'alerts:':<13} {alerts}",
-            f"{'projections:':<13} {lag}"]
+            f"{'projections:':<13} {lag}",
+            *(f"{'rules:':<13} {refusal}" for refusal in summary.rules_refused)]

@@ -11,6 +11,7 @@ import sys
 import time
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 from dockyard import config
@@ -172,6 +173,8 @@ class Supervisor:
     def stop(self) -> None:
         self.stopping = True
         for name, proc in reversed(list(self.services.items())):
+            if proc.poll() is None:
+                _say(stopping_message(name, local_pods(self.root) if name == "node-agent" else None))
             terminate(proc.pid, grace=15.0)
             try:
                 proc.wait(timeout=1)
@@ -290,9 +293,7 @@ def down(root: Path) -> int:
         return 0
     if pid_alive(info.supervisor_pid):
         os.kill(info.supervisor_pid, signal.SIGTERM)
-        deadline = time.monotonic() + 90
-        while pid_alive(info.supervisor_pid) and time.monotonic() < deadline:
-            time.sleep(0.1)
+        _wait_for_supervisor(info, root, timeout=90)
     if pid_alive(info.supervisor_pid):
         terminate(info.supervisor_pid, grace=0)
     # Whatever the supervisor left behind (it may have crashed) goes too.
@@ -309,6 +310,47 @@ def down(root: Path) -> int:
     config.stack_file(root).unlink(missing_ok=True)
     _say(f"dockyard stopped; data kept in {root}")
     return 0
+
+
+def _wait_for_supervisor(info: StackInfo, root: Path, timeout: float) -> None:
+    """Wait for the supervisor to stop everything, saying what it is waiting on as that changes
+    (a node agent stopping its pods takes their grace periods: `down` must not look hung)."""
+    deadline = time.monotonic() + timeout
+    said: str | None = None
+    while pid_alive(info.supervisor_pid) and time.monotonic() < deadline:
+        component = waiting_on(info.components, pid_alive)
+        if component is not None and component.name != said:
+            pods = local_pods(root) if component.name == "node-agent" else None
+            _say(stopping_message(component.name, pods))
+            said = component.name
+        time.sleep(0.1)
+    if pid_alive(info.supervisor_pid):
+        _say(f"the supervisor (pid {info.supervisor_pid}) did not stop in {timeout:.0f}s; killing what is left")
+
+
+def stop_order(components: list[ComponentInfo]) -> list[ComponentInfo]:
+    """The order Supervisor.stop stops components in: services newest first, then NATS, then PostgreSQL."""
+    services = [c for c in components if c.name not in ("nats", "postgres")]
+    servers = sorted((c for c in components if c.name in ("nats", "postgres")), key=lambda c: c.name)
+    return [*reversed(services), *servers]
+
+
+def waiting_on(components: list[ComponentInfo], alive: Callable[[int], bool]) -> ComponentInfo | None:
+    """The component a stopping supervisor is waiting on: the first still alive in its stop order."""
+    return next((c for c in stop_order(components) if c.pid and alive(c.pid)), None)
+
+
+def stopping_message(name: str, pods: int | None = None) -> str:
+    if pods is None:
+        return f"stopping {name}..."
+    return f"stopping {name} ({pods} pod{'' if pods == 1 else 's'})..."
+
+
+def local_pods(root: Path) -> int:
+    """How many pods the local node agent has on this machine, from its state directory."""
+    from dockyard.services.node_agent.runtime import StateDir
+
+    return len(StateDir(root / "node-agent").scan())
 
 
 def component_health(component: ComponentInfo) -> tuple[bool, str]:

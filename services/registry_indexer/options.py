@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import os
+import re
 import urllib.parse
 from pathlib import Path
 
@@ -16,17 +18,48 @@ class RegistryOptionError(ValueError):
 
 def registry_url(value: str) -> str:
     """A `--registry` flag's value as argparse checks it (`type=`), so a bad one stops the command before
-    anything starts: an http(s) URL with a host. "" (no registry) passes."""
+    anything starts: an http(s) URL with a valid host. "" (no registry) passes."""
     if not value:
         return value
-    parts = urllib.parse.urlsplit(value)
-    try:
-        valid = parts.scheme in ("http", "https") and bool(parts.hostname) and (parts.port or 0) >= 0
-    except ValueError:  # a port that is not a number, or out of range
-        valid = False
-    if not valid:
-        raise argparse.ArgumentTypeError(f'expected a URL such as http://127.0.0.1:5000, got "{value}"')
+    problem = _registry_url_problem(value)
+    if problem:
+        raise argparse.ArgumentTypeError(f'expected a URL such as http://127.0.0.1:5000, got "{value}": {problem}')
     return value
+
+
+# A DNS name's labels; `_` too, as container names used as hosts (compose services) may have one.
+_HOST_NAME = re.compile(r"(?=.{1,253}\.?$)[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
+                        r"(\.[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*\.?")
+
+
+def _registry_url_problem(value: str) -> str:
+    if any(character.isspace() or not character.isprintable() for character in value):
+        return "it holds a space or a control character"
+    try:
+        parts = urllib.parse.urlsplit(value)
+    except ValueError:  # brackets around something that is not an IPv6 address
+        return "the host in brackets is not an IPv6 address"
+    if parts.scheme not in ("http", "https"):
+        return "the scheme must be http or https"
+    try:
+        port = parts.port  # ValueError: not a number, or out of range
+    except ValueError:
+        return "the port must be a number from 1 to 65535"
+    if port == 0:
+        return "the port must be a number from 1 to 65535"
+    if not parts.hostname:
+        return "it has no host"
+    if not _is_host(parts.hostname):
+        return f'"{parts.hostname}" is not a host name or an IP address'
+    return ""
+
+
+def _is_host(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)  # urlsplit has already taken an IPv6 address out of its brackets
+        return True
+    except ValueError:
+        return _HOST_NAME.fullmatch(host) is not None
 
 
 class RegistryOptions(msgspec.Struct, frozen=True, kw_only=True):

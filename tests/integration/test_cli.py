@@ -144,8 +144,8 @@ def test_every_type_error_of_a_manifest_is_listed_one_per_line(stack_env, tmp_pa
     path = write(tmp_path, "bad.yaml", document)
     stderr = refused(dockyard(stack_env, "apply", "-f", path))
     assert stderr.splitlines() == [
-        f"error: {path}: spec.replicas: expected int, got str",
-        f"error: {path}: spec.template.spec.containers[0].ports[0].containerPort: expected int, got str",
+        f'error: {path}: spec.replicas: expected int, got str "three"',
+        f'error: {path}: spec.template.spec.containers[0].ports[0].containerPort: expected int, got str "eighty"',
     ], stderr
 
 

@@ -592,7 +592,7 @@ def test_validate_can_name_where_the_document_came_from():
     with pytest.raises(ManifestError) as raised:
         validate(make_deployment(replicas="three"), source="web.yaml", where="document 3")
 
-    assert str(raised.value) == "web.yaml: document 3: spec.replicas: expected int, got str"
+    assert str(raised.value) == 'web.yaml: document 3: spec.replicas: expected int, got str "three"'
 
 
 # ---------------------------------------------------------------- loading documents
@@ -606,20 +606,20 @@ def test_every_type_error_is_reported_not_just_the_first():
     document["metadata"]["labels"] = {"tier": 1}
 
     assert error_lines(document) == [
-        "metadata.labels.tier: expected str, got int",
-        "spec.replicas: expected int, got str",
-        f"{CONTAINER}.ports[0].containerPort: expected int, got str",
-        f"{CONTAINER}.ports[1].hostPort: expected int, got float",
-        "spec.template.spec.containers[1].args: expected array, got str",
+        "metadata.labels.tier: expected str, got int 1",
+        'spec.replicas: expected int, got str "three"',
+        f'{CONTAINER}.ports[0].containerPort: expected int, got str "eighty"',
+        f"{CONTAINER}.ports[1].hostPort: expected int, got float 8.5",
+        'spec.template.spec.containers[1].args: expected array, got str "not-a-list"',
         "spec.template.spec.containers[1].name: required field is missing",
     ]
 
 
 @pytest.mark.parametrize(("document", "message"), [
-    (make_deployment(replicas="three"), "spec.replicas: expected int, got str"),
+    (make_deployment(replicas="three"), 'spec.replicas: expected int, got str "three"'),
     (changed(make_pod(), "spec.containers", {"name": "web"}), "spec.containers: expected array, got object"),
     (changed(make_pod(), "spec.containers[0].name", _REMOVE), "spec.containers[0].name: required field is missing"),
-    (changed(make_pod(), "metadata", "web"), "metadata: expected object, got str"),
+    (changed(make_pod(), "metadata", "web"), 'metadata: expected object, got str "web"'),
 ], ids=["a-field", "a-list-that-is-not", "a-missing-field", "an-object-that-is-not"])
 def test_a_single_type_error_reads_as_msgspec_gives_it(document, message):
     assert error_lines(document) == [message]
