@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
 
 from dockyard.client import ApiClient
 from dockyard.eventlog import subject_for
@@ -11,6 +9,7 @@ from dockyard.schemas.events import PodScheduled
 from dockyard.services.node_agent.hollow import simulated_size
 from dockyard.state import fold
 from tests.builders import pod_manifest
+from tests.polling import eventually
 
 
 def big_image() -> str:
@@ -34,14 +33,6 @@ async def held_by(eventlog, node: str):
     return reports[-1].event.images if reports else ()
 
 
-async def eventually(what: str, probe, timeout: float = 30.0):
-    deadline = time.monotonic() + timeout
-    while not (found := await probe()):
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.2)
-    return found
-
-
 async def test_pods_go_to_the_node_that_holds_their_image(stack_env, services, eventlog, nats_server):
     services("scheduler")
     services("hollow-nodes", "--count", "4", "--heartbeat-interval", "0.5", "--start-delay", "0.1",
@@ -54,7 +45,7 @@ async def test_pods_go_to_the_node_that_holds_their_image(stack_env, services, e
         async def reported():
             return any(image in i.names for i in await held_by(eventlog, "hollow-2"))
 
-        await eventually("hollow-2 to report the image", reported)
+        await eventually(reported, what="hollow-2 to report the image")
         for other in ("hollow-0", "hollow-1", "hollow-3"):
             assert await held_by(eventlog, other) == ()
 
@@ -66,7 +57,7 @@ async def test_pods_go_to_the_node_that_holds_their_image(stack_env, services, e
             pods = [await current(eventlog, "pod", name, "default") for name in names]
             return [p.spec.node_name for p in pods] if all(p and p.spec.node_name for p in pods) else None
 
-        assert await eventually("the pods to be scheduled", placed) == ["hollow-2"] * 3
+        assert await eventually(placed, what="the pods to be scheduled") == ["hollow-2"] * 3
         scheduled = [r.event for r in await eventlog.read_aggregate(subject_for("pod", "default", names[0]))
                      if isinstance(r.event, PodScheduled)]
         best = scheduled[-1].candidates[0]

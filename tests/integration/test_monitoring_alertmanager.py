@@ -8,16 +8,9 @@ from dockyard.eventlog import kind_filter, subject_for
 from dockyard.schemas.events import AlertFired, AlertResolved, PodCreated
 from tests.builders import make_pod
 from tests.monitoring_fixtures import alertmanager, webhook_receiver  # noqa: F401 - fixtures
+from tests.polling import wait_for
 
 NODE_ARGS = ("--count", "1", "--prefix", "lost-", "--heartbeat-interval", "0.5")
-
-
-def wait_for(predicate, timeout: float = 90, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while not (value := predicate()):
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.2)
-    return value
 
 
 async def alert_events(eventlog) -> list:

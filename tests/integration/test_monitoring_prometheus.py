@@ -6,12 +6,12 @@ import collections
 import json
 import subprocess
 import sys
-import time
 
 import yaml
 
 from tests.builders import deployment_manifest
 from tests.monitoring_fixtures import prometheus_server  # noqa: F401 - fixture
+from tests.polling import wait_for
 
 
 def dockyard(env, *args: str, stdin: bytes | None = None) -> str:
@@ -19,14 +19,6 @@ def dockyard(env, *args: str, stdin: bytes | None = None) -> str:
                             timeout=120)
     assert result.returncode == 0, result.stderr.decode() + result.stdout.decode()
     return result.stdout.decode()
-
-
-def wait_for(predicate, timeout: float = 120, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while not (value := predicate()):
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.5)
-    return value
 
 
 def cli_view(env) -> tuple[int, dict[str, int]]:

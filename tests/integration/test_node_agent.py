@@ -33,6 +33,7 @@ from dockyard.services.node_agent.logs import print_logs
 from dockyard.services.node_agent.runtime import StateDir, kill_recorded_processes, proc_alive
 from dockyard.state import fold
 from tests.builders import make_pod
+from tests.polling import eventually
 
 pytestmark = pytest.mark.slow
 
@@ -137,18 +138,6 @@ async def bind(eventlog, pod: Pod, node: str = NODE) -> Pod:
 
 async def current(eventlog, kind: str, name: str, namespace: str = "default"):
     return fold(await eventlog.read_aggregate(subject_for(kind, namespace if kind != "node" else "", name)))
-
-
-async def eventually(check, timeout: float = 30.0, interval: float = 0.1, what: str = "condition"):
-    """Poll an async check until it returns something truthy; fail with its last value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = await check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}; last: {result!r}")
-        await asyncio.sleep(interval)
 
 
 async def pod_where(eventlog, name: str, predicate, timeout: float = 30.0) -> Pod:

@@ -4,7 +4,6 @@ the scheduler binds a stream of pods without a conflict while nodes report, and 
 from __future__ import annotations
 
 import asyncio
-import time
 import urllib.request
 
 import msgspec
@@ -32,6 +31,7 @@ from dockyard.view import ClusterView
 from tests.builders import make_pod
 from tests.integration.test_cli import dockyard, ok
 from tests.integration.test_projector import wait_for_position
+from tests.polling import eventually
 
 _replace = msgspec.structs.replace
 
@@ -43,14 +43,6 @@ def pod_with_image(name: str, image: str, node: str = ""):
     pod = make_pod(name)
     containers = tuple(_replace(c, image=image) for c in pod.spec.containers)
     return _replace(pod, spec=_replace(pod.spec, containers=containers, node_name=node))
-
-
-async def eventually(what: str, probe, timeout: float = 60.0):
-    deadline = time.monotonic() + timeout
-    while not (found := await probe()):
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.1)
-    return found
 
 
 def metric(port: int, name: str, **labels: str) -> float:
@@ -90,7 +82,7 @@ async def test_a_binding_read_before_an_image_report_still_lands(eventlog):
         async def read_back():
             return view.position >= stale
 
-        await eventually("the view to read the status", read_back)
+        await eventually(read_back, what="the view to read the status")
         assert view.nodes["n1"].status.images == report.event.images  # the report wins over the status's copy
     finally:
         stop.set()
@@ -113,13 +105,13 @@ async def test_the_scheduler_binds_a_stream_of_pods_without_a_conflict_while_nod
         async def scheduled(total=total):
             return metric(scheduler.port, "dockyard_scheduler_decisions_total", result="scheduled") >= total
 
-        await eventually(f"wave {wave} to be bound", scheduled)
+        await eventually(scheduled, what=f"wave {wave} to be bound")
 
     async def reported():
         held = [await eventlog.read_aggregate(subject_for("nodeimages", "", f"hollow-{i}")) for i in range(4)]
         return sum(len(records) for records in held) >= 4 and held
 
-    reports = await eventually("the nodes to report what they pulled", reported)
+    reports = await eventually(reported, what="the nodes to report what they pulled")
     assert all(isinstance(r.event, NodeImagesReported) for records in reports for r in records)
     # Reports land on their own subjects: no binding of the scheduler's was refused, none decided twice.
     assert metric(scheduler.port, "dockyard_append_conflicts_total") == 0

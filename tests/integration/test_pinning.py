@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
 
 import yaml
 
@@ -13,19 +11,9 @@ from tests.builders import deployment_manifest
 from tests.integration.test_cli import dockyard, ok
 from tests.integration.test_registry_indexer import of, start_indexer, wait_for_event
 from tests.registry_fixtures import registry_factory, test_images  # noqa: F401 - fixtures
+from tests.polling import eventually
 
 REPO = "team/app"
-
-
-async def wait_for(what: str, probe, timeout: float = 30.0):
-    """Poll `probe()` (a coroutine) until it returns something truthy; fail naming `what`."""
-    deadline = time.monotonic() + timeout
-    while True:
-        found = await probe()
-        if found:
-            return found
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.2)
 
 
 def images_of(pods: list[dict]) -> set[str]:
@@ -66,15 +54,15 @@ async def test_tags_pin_to_digests_and_a_missing_image_waits_as_image_not_found(
     client = await ApiClient.connect(nats_server.url)
     try:
         await client.apply(deployment_manifest("web", replicas=2, image=f"{registry.address}/{REPO}:1.0", cpu="10m"))
-        await wait_for("web on the first digest", lambda: running(client, "web", 2, pinned(first)))
+        await eventually(lambda: running(client, "web", 2, pinned(first)), what="web on the first digest")
 
         test_images.push("v2", registry, f"{REPO}:1.0")  # the tag now names another image
         await wait_for_event(eventlog, of("image.tag_moved.v1", "1.0", REPO))
         await client.scale("web", "default", 3)  # a pod of the same revision: the digest it was recorded with
-        await wait_for("a third pod on the first digest", lambda: running(client, "web", 3, pinned(first)))
+        await eventually(lambda: running(client, "web", 3, pinned(first)), what="a third pod on the first digest")
 
         await client.rollout("restart", "web", "default")
-        await wait_for("web restarted on the new digest", lambda: running(client, "web", 3, pinned(second)))
+        await eventually(lambda: running(client, "web", 3, pinned(second)), what="web restarted on the new digest")
 
         missing = f"{registry.address}/{REPO}:2.0"
         await client.apply(deployment_manifest("api", replicas=1, image=missing, cpu="10m"))
@@ -83,7 +71,7 @@ async def test_tags_pin_to_digests_and_a_missing_image_waits_as_image_not_found(
             condition = progressing(await client.get("Deployment", "api", "default"))
             return condition if condition.get("reason") == "ImageNotFound" else None
 
-        condition = await wait_for("api's ImageNotFound condition", stuck)
+        condition = await eventually(stuck, what="api's ImageNotFound condition")
         assert condition["status"] == "False" and missing in condition["message"]
         assert await pods_of(client, "api") == []
         described = ok(dockyard(stack_env, "describe", "deployment", "api"))
@@ -92,11 +80,11 @@ async def test_tags_pin_to_digests_and_a_missing_image_waits_as_image_not_found(
         assert progressing(shown)["reason"] == "ImageNotFound" and missing in progressing(shown)["message"]
 
         test_images.push("v1", registry, f"{REPO}:2.0")  # indexed through the webhook: the deployment recovers
-        await wait_for("api on the pushed image", lambda: running(client, "api", 1, pinned(first)))
+        await eventually(lambda: running(client, "api", 1, pinned(first)), what="api on the pushed image")
 
         async def recovered():
             return progressing(await client.get("Deployment", "api", "default")).get("reason") != "ImageNotFound"
 
-        await wait_for("api's condition to clear", recovered)
+        await eventually(recovered, what="api's condition to clear")
     finally:
         await client.close()

@@ -15,6 +15,7 @@ import yaml
 
 from dockyard.eventlog import kind_filter
 from dockyard.state import evolve
+from tests.polling import wait_for  # noqa: F401 (other tests import it from here)
 
 FAST_AGENT = ("--driver", "process", "--heartbeat-interval", "0.5", "--backoff-base", "0.2", "--backoff-max", "1")
 
@@ -57,16 +58,6 @@ def pods_of(env, app: str) -> list[dict]:
 
 def ready(pod: dict) -> bool:
     return any(c["type"] == "Ready" and c["status"] == "True" for c in pod.get("status", {}).get("conditions", []))
-
-
-def wait_for(predicate, timeout: float = 90, interval: float = 0.5, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(interval)
 
 
 def all_ready(env, app: str, count: int):

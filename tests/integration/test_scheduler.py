@@ -24,6 +24,7 @@ from dockyard.schemas.quantity import cpu_millis
 from dockyard.services.scheduler.explain import explain
 from tests.conftest import ServiceProcess
 from tests.unit.test_scheduler_plugins import make_node, make_pod, taint
+from tests.polling import eventually
 
 
 @pytest.fixture
@@ -61,16 +62,6 @@ async def create_pods(log: EventLog, pods: list[Pod]) -> None:
 
 async def all_records(log: EventLog, kind: str):
     return [r async for r in log.read(kind_filter(kind))]
-
-
-async def eventually(check, timeout: float = 60.0, interval: float = 0.2):
-    """Poll the async `check` until it returns something truthy; return that."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = await check()
-        if result or time.monotonic() > deadline:
-            return result
-        await asyncio.sleep(interval)
 
 
 async def pod_history(log: EventLog, name: str):
