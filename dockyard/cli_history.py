@@ -15,8 +15,8 @@ from dockyard import cli, config, printers, timetravel
 from dockyard.client import ApiClient
 from dockyard.config import ConfigError
 from dockyard.db import RESOURCE_TABLES, async_engine
-from dockyard.eventlog import EventLog, subject_for
-from dockyard.schemas.manifests import KINDS, subject_kind
+from dockyard.eventlog import EventLog
+from dockyard.schemas.manifests import KINDS
 from dockyard.selectors import matches, parse_selector
 
 OUTPUTS = (None, "table", "json")
@@ -175,7 +175,7 @@ async def cmd_history(client: ApiClient, args: argparse.Namespace) -> int:
     kind = cli.resolve_kind(args.kind)
     namespace = (args.namespace or "default") if KINDS[kind].NAMESPACED else ""
     _check_output(args.output)
-    records = await client.log.read_aggregate(subject_for(subject_kind(kind), namespace, args.name))
+    _, records = await timetravel.aggregate_at(client.log, kind, namespace, args.name)
     if not records:
         raise cli.CliError(f'{RESOURCE_TABLES[kind]} "{args.name}" has no history')
     entries = timetravel.history(records)

@@ -4,6 +4,10 @@ The log is the truth. A snapshot (one kind's objects at a stream position, copie
 projection in the transaction that moved the projection there) only spares the fold the
 events before it: the objects at sequence N are the nearest snapshot at or before N, with
 the kind's events after it, up to N, folded on top.
+
+A node's held images are their own aggregate (`dy.evt.nodeimages.<node>`): nodes are folded
+from both subjects, each node with its last report at or before N (since its last
+deregistration) joined on, as every reader of the present does (`dockyard.state.with_held_images`).
 """
 
 from __future__ import annotations
@@ -20,9 +24,19 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from dockyard.db import CHECKPOINTS_TABLE, RESOURCE_TABLES
-from dockyard.eventlog import H_TIME, STREAM, EventLog, EventRecord, kind_filter, parse_subject, subject_for
-from dockyard.schemas.manifests import KINDS, subject_kind
-from dockyard.state import Resource, evolve, fold
+from dockyard.eventlog import (
+    H_TIME,
+    STREAM,
+    EventLog,
+    EventRecord,
+    SubjectFilter,
+    kind_filter,
+    parse_subject,
+    subject_for,
+)
+from dockyard.schemas.events import NodeDeregistered, NodeImagesReported
+from dockyard.schemas.manifests import KINDS, Node, subject_kind
+from dockyard.state import HeldImages, Resource, evolve, with_held_images
 
 Key = tuple[str, str]  # (namespace, name), as the aggregate's subject names it
 Objects = dict[Key, Resource]
@@ -43,22 +57,63 @@ def key_of(record: EventRecord) -> Key:
     return namespace, name
 
 
-def kind_subjects(kind: str, namespace: str = "") -> str:
-    """The subjects of `kind`'s aggregates, in one namespace if given."""
+HELD_IMAGES_KIND = "nodeimages"  # the subject kind of a node's image reports
+
+
+def kind_subjects(kind: str, namespace: str = "") -> SubjectFilter:
+    """The subjects `kind`'s objects are folded from, in one namespace if given (nodes: with their image reports)."""
     if namespace and KINDS[kind].NAMESPACED:
         return subject_for(subject_kind(kind), namespace, "*")
+    if KINDS[kind] is Node:
+        return kind_filter(subject_kind(kind)), kind_filter(HELD_IMAGES_KIND)
     return kind_filter(subject_kind(kind))
+
+
+def aggregate_subjects(kind: str, namespace: str, name: str) -> SubjectFilter:
+    """The subjects one object is folded from (a node: its own and its image reports')."""
+    subject = subject_for(subject_kind(kind), namespace, name)
+    if KINDS[kind] is Node:
+        return subject, subject_for(HELD_IMAGES_KIND, "", name)
+    return subject
 
 
 # ---------------------------------------------------------------- folding (pure)
 
 
-def replay(objects: Objects, records: Iterable[EventRecord]) -> Objects:
-    """The objects after the records, each evolved and the deleted dropped; `objects` is left as it was."""
+def learn_held_images(held: HeldImages, record: EventRecord) -> None:
+    """What one event says of the nodes' held images: a report is its node's, a deregistration forgets
+    it (what a node of that name holds next, it reports anew), as the view and the nodes read model have it."""
+    event = record.event
+    if isinstance(event, NodeImagesReported):
+        held[parse_subject(record.subject)[2]] = event.images
+    elif isinstance(event, NodeDeregistered):
+        held.pop(parse_subject(record.subject)[2], None)
+
+
+def evolve_joined(current: Resource | None, record: EventRecord, held: HeldImages) -> Resource | None:
+    """`evolve`, a node's image reports joined on; `held` (node -> its last report) is kept up to date.
+
+    The one fold of the past, for a whole kind (`replay`) and for one object (`history`,
+    `aggregate_at`); a report's key is its node's, ("", name).
+    """
+    learn_held_images(held, record)
+    if isinstance(record.event, NodeImagesReported):
+        return with_held_images(current, held)
+    after = evolve(current, record)
+    return with_held_images(after, held) if isinstance(after, Node) else after
+
+
+def replay(objects: Objects, records: Iterable[EventRecord], held: HeldImages | None = None) -> Objects:
+    """The objects after the records, each evolved and the deleted dropped; `objects` is left as it was.
+
+    `held` is the nodes' last image reports as of `objects`, brought up to date in place by
+    the reports and deregistrations among the records (a batch at a time: the caller carries it on).
+    """
     current = dict(objects)
+    held = {} if held is None else held
     for record in records:
         key = key_of(record)
-        after = evolve(current.get(key), record)
+        after = evolve_joined(current.get(key), record, held)
         if after is None:
             current.pop(key, None)
         else:
@@ -215,9 +270,9 @@ def _scalar_fields(event: Any) -> str:
 
 def history(records: Iterable[EventRecord]) -> list[HistoryEntry]:
     """An aggregate's events with what each did, folding as it goes."""
-    entries, current = [], None
+    entries, current, held = [], None, {}
     for record in records:
-        after = evolve(current, record)
+        after = evolve_joined(current, record, held)
         entries.append(HistoryEntry(record.seq, record.time, record.type, record.actor,
                                     event_detail(current, after, record)))
         current = after
@@ -354,12 +409,29 @@ async def list_snapshots(engine: AsyncEngine) -> list[SnapshotInfo]:
 # ---------------------------------------------------------------- the past, read from the log
 
 
+async def held_images_at(log: EventLog, seq: int) -> HeldImages:
+    """Each node's last image report at or before `seq`, unless a deregistration forgot it since.
+
+    What a snapshot of the nodes cannot say: which of its nodes' images came from a report
+    (and so outlive a later status's copy), and the reports of nodes not there at the time.
+    The node subjects are read too, for their deregistrations: correct, not cheap (a
+    snapshot of the reports themselves would spare it).
+    """
+    held: HeldImages = {}
+    if seq > 0:
+        async for batch in log.read_range(kind_subjects("Node"), end_seq=seq):
+            for record in batch:
+                learn_held_images(held, record)
+    return held
+
+
 async def fold_from(log: EventLog, kind: str, objects: Objects, after_seq: int, until_seq: int,
                     namespace: str = "") -> Objects:
     """`objects` (the state of `kind` at `after_seq`) with the kind's events up to `until_seq` folded in."""
     current = in_namespace(objects, namespace)
+    held = await held_images_at(log, after_seq) if KINDS[kind] is Node else {}
     async for batch in log.read_range(kind_subjects(kind, namespace), start_seq=after_seq + 1, end_seq=until_seq):
-        current = replay(current, batch)
+        current = replay(current, batch, held)
     return current
 
 
@@ -374,11 +446,10 @@ async def objects_at(log: EventLog, kind: str, seq: int, namespace: str = "",
 
 
 async def aggregate_at(log: EventLog, kind: str, namespace: str, name: str,
-                       seq: int) -> tuple[Resource | None, list[EventRecord]]:
-    """One object as it was after the event at `seq`, and its events up to there."""
+                       seq: int | None = None) -> tuple[Resource | None, list[EventRecord]]:
+    """One object as it was after the event at `seq` (default: now), and its events up to there."""
     records: list[EventRecord] = []
-    subject = subject_for(subject_kind(kind), namespace, name)
-    async for batch in log.read_range(subject, end_seq=seq):
+    async for batch in log.read_range(aggregate_subjects(kind, namespace, name), end_seq=seq):
         records.extend(batch)
-    return fold(records), records
+    return replay({}, records).get((namespace, name)), records
 

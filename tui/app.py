@@ -221,6 +221,8 @@ class ConsoleApp(App[None]):
                 if first and store is self.store:
                     self.render_view(full=True)
                 first = False
+            if store.joins_held_images:  # a later status's copy of a node's images must not win over its report
+                store.held = await self.client.held_images(store.position)
         self.render_view(full=True)
         self.connected = True
         self.update_dashboard()
@@ -293,7 +295,7 @@ class ConsoleApp(App[None]):
             self.streams["events"].append((str(record.seq), event_row(record)))
         changed: set[str] = set()
         for kind, store in self.stores.items():
-            keys = store.absorb(by_kind.get(kind.lower(), []))
+            keys = store.absorb(store.records_of(by_kind))
             if store is self.store:
                 changed = keys
         if "image" in by_kind:
@@ -525,7 +527,9 @@ class ConsoleApp(App[None]):
             if self.check_action(name, parameters):
                 lines.append(f"  {binding.key_display or binding.key:<12} {binding.description}")
         lines += ["", "command mode: :pods :po :deploy :dp :nodes :no :events :ev :audit :images :img",
-                  "  :alerts :al :ns NAME :q; up/down walk the history; numbers 1-7 switch views"]
+                  "  :alerts :al :ns NAME :q; up/down walk the history; numbers 1-7 switch views",
+                  "logs (l): / search, n/N next/prev, f follow, a all/tail, t timestamps, w wrap,",
+                  "  p previous run (the container's run before this one)"]
         self.push_screen(TextScreen("help", "\n".join(lines)))
 
     # ------------------------------------------------------------ row actions

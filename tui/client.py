@@ -8,10 +8,11 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 
-from dockyard import config, printers
+from dockyard import config, printers, timetravel
 from dockyard.client import ApiClient
 from dockyard.eventlog import EventLog, EventRecord, kind_filter, subject_for
-from dockyard.schemas.manifests import KINDS, subject_kind
+from dockyard.schemas.manifests import KINDS
+from dockyard.state import HeldImages
 
 Obj = dict[str, Any]
 
@@ -80,9 +81,13 @@ class ConsoleClient:
     async def last_seq(self) -> int:
         return await self.log.last_stream_seq()
 
+    async def held_images(self, position: int) -> HeldImages:
+        """Each node's last image report at or before `position`: what the nodes view joins on as it follows."""
+        return await timetravel.held_images_at(self.log, position)
+
     async def describe(self, kind: str, name: str, namespace: str) -> str:
         obj = await self.api.get(kind, name, namespace)
-        records = await self.log.read_aggregate(subject_for(subject_kind(kind), namespace, name))
+        _, records = await timetravel.aggregate_at(self.log, kind, namespace, name)
         return printers.describe(obj, printers.history_rows(records))
 
     async def yaml(self, kind: str, name: str, namespace: str) -> str:
@@ -95,17 +100,19 @@ class ConsoleClient:
         return "\n".join(explain(records)) if records else f'pods "{name}" not found'
 
     async def history(self, kind: str, name: str, namespace: str) -> str:
-        records = await self.log.read_aggregate(subject_for(subject_kind(kind), namespace, name))
+        _, records = await timetravel.aggregate_at(self.log, kind, namespace, name)
         headers = ["SEQ", "TIME", "TYPE", "ACTOR"]
         rows = [[str(r.seq), r.time, r.type, r.actor] for r in records]
         return printers.format_table(headers, rows) if rows else "no events"
 
     async def logs(self, namespace: str, pod: str, on_line: Callable[[str], None], follow: bool = True,
-                   tail: int | None = 200, timestamps: bool = False) -> None:
+                   tail: int | None = 200, timestamps: bool = False, previous: bool = False) -> None:
+        """A container's lines, as `dockyard logs` prints them; with `previous` the run before the current
+        one (never followed). Raises ValueError, in kubectl's words, when there is no such run."""
         from dockyard.services.node_agent.logs import print_logs
 
         await print_logs(self.log, namespace, pod, follow=follow, tail=tail, timestamps=timestamps,
-                         out=LineSink(on_line))
+                         previous=previous, out=LineSink(on_line))
 
     def _database(self):
         if self._engine is None:

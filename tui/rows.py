@@ -1,10 +1,11 @@
-"""The rows a resource view shows: objects by stable key, folded live with `evolve`, filtered, sorted, paged.
+"""The rows a resource view shows: objects by stable key, folded live as time travel does, filtered, sorted, paged.
 
 Pure: no Textual and no I/O, so the view logic is tested without a terminal.
 """
 
 from __future__ import annotations
 
+import heapq
 import re
 from collections import Counter
 from collections.abc import Iterable
@@ -15,9 +16,10 @@ import msgspec
 
 from dockyard import printers
 from dockyard.eventlog import EventRecord, parse_subject
-from dockyard.schemas.manifests import KINDS
+from dockyard.schemas.manifests import KINDS, Node, subject_kind
 from dockyard.selectors import Requirement, SelectorError, matches, parse_selector
-from dockyard.state import evolve
+from dockyard.state import HeldImages
+from dockyard.timetravel import HELD_IMAGES_KIND, evolve_joined
 
 Obj = dict[str, Any]
 Key = str
@@ -90,6 +92,8 @@ class ResourceRows:
         self.structural = False
         self.matched: set[Key] = set()  # every key the query matched at the last full refresh
         self.phases: Counter[str] = Counter()  # objects by status.phase ("" for none): the dashboard's figures
+        # nodes: each one's last image report, as of `position` (the loader sets it), joined on as time travel does
+        self.held: HeldImages = {}
         # every key in the order on show, kept while no key comes or goes and no sort cell changes, so a
         # key press filters 100,000 keys in order instead of sorting them again
         self._order: list[Key] | None = None
@@ -104,9 +108,26 @@ class ResourceRows:
         headers, _ = printers.table_rows(self.kind, [], self.wide, all_namespaces=self.namespaced)
         return headers
 
+    @property
+    def joins_held_images(self) -> bool:
+        return KINDS.get(self.kind) is Node
+
+    @property
+    def subject_kinds(self) -> tuple[str, ...]:
+        """The kinds of the subjects folded into these rows: a node's own, and its image reports'."""
+        kind = subject_kind(self.kind)
+        return (kind, HELD_IMAGES_KIND) if self.joins_held_images else (kind,)
+
+    def records_of(self, by_kind: dict[str, list[EventRecord]]) -> list[EventRecord]:
+        """This store's records of a burst grouped by subject kind, in log order."""
+        lists = [by_kind[kind] for kind in self.subject_kinds if by_kind.get(kind)]
+        if len(lists) <= 1:
+            return lists[0] if lists else []
+        return list(heapq.merge(*lists, key=lambda record: record.seq))
+
     def clear(self) -> None:
         self.objects.clear(), self.cells.clear(), self.lines.clear(), self.label_sets.clear()
-        self.phases.clear()
+        self.phases.clear(), self.held.clear()
         self.shown, self._order = [], None
 
     def _set(self, key: Key, obj: Obj) -> None:
@@ -152,7 +173,7 @@ class ResourceRows:
             key = key_of(namespace, name)
             before = self.objects.get(key)
             current = msgspec.convert(before, KINDS[self.kind]) if before is not None else None
-            after = evolve(current, record)
+            after = evolve_joined(current, record, self.held)
             if after is None:
                 if before is not None:
                     self.structural = True

@@ -76,6 +76,9 @@ class FixedClient:
     async def last_seq(self):
         return 0
 
+    async def held_images(self, position):
+        return {}
+
     async def follow(self, kind, start_seq):
         await asyncio.Event().wait()
         yield  # pragma: no cover
@@ -86,7 +89,7 @@ class FixedClient:
     async def images(self):
         return IMAGES
 
-    async def logs(self, namespace, pod, on_line, follow=True, tail=200, timestamps=False):
+    async def logs(self, namespace, pod, on_line, follow=True, tail=200, timestamps=False, previous=False):
         for i in range(40):
             on_line(f"tick {i} {'error: disk full' if i % 7 == 0 else 'ok'}")
         await asyncio.Event().wait()

@@ -1,4 +1,8 @@
-"""A pod's log, followed live: lines arrive from a worker through the client layer; `/` searches them."""
+"""A pod's log, followed live: lines arrive from a worker through the client layer; `/` searches them.
+
+`p` shows the container's previous run instead (k9s' "previous", `dockyard logs -p`): a run that ended,
+read once, not followed.
+"""
 
 from __future__ import annotations
 
@@ -30,6 +34,7 @@ class LogScreen(ModalScreen[None]):
         Binding("a", "toggle_tail", "All/tail"),
         Binding("t", "toggle_timestamps", "Timestamps"),
         Binding("w", "toggle_wrap", "Wrap"),
+        Binding("p", "toggle_previous", "Previous"),
     ]
 
     def __init__(self, client, namespace: str, pod: str):
@@ -40,6 +45,7 @@ class LogScreen(ModalScreen[None]):
         self.timestamps = False
         self.follow = True
         self.tail: int | None = TAIL
+        self.previous = False  # the run before the current one
         self.lines: list[str] = []
         self.search: LogSearch | None = None
 
@@ -58,7 +64,8 @@ class LogScreen(ModalScreen[None]):
         return self.query_one("#log", RichLog)
 
     def update_title(self) -> None:
-        parts = [f"logs {self.namespace}/{self.pod}", "following" if self.follow else "paused",
+        parts = [f"logs {self.namespace}/{self.pod}",
+                 "previous run" if self.previous else "following" if self.follow else "paused",
                  f"tail {self.tail}" if self.tail else "all lines"]
         if self.timestamps:
             parts.append("timestamps")
@@ -77,7 +84,9 @@ class LogScreen(ModalScreen[None]):
         self.update_title()
         try:
             await self.client.logs(self.namespace, self.pod, self.add_line, follow=True, tail=self.tail,
-                                   timestamps=self.timestamps)
+                                   timestamps=self.timestamps, previous=self.previous)
+        except ValueError as exc:  # no such run (none before this one): kubectl's words, in the pane
+            self.log_view.write(f"[{exc}]")
         except Exception as exc:  # never a traceback: say what went wrong in the pane
             self.log_view.write(f"[logs unavailable: {exc}]")
 
@@ -185,6 +194,10 @@ class LogScreen(ModalScreen[None]):
 
     def action_toggle_tail(self) -> None:
         self.tail = None if self.tail else TAIL
+        self.follow_log()
+
+    def action_toggle_previous(self) -> None:
+        self.previous = not self.previous
         self.follow_log()
 
     def action_toggle_timestamps(self) -> None:
