@@ -22,17 +22,21 @@ from dockyard import cli_audit
 from dockyard import cli_history
 from dockyard import cli_images
 from dockyard import cli_top
+from dockyard import timetravel
 from dockyard.client import ApiCallError, ApiClient, Unreachable
 from dockyard.config import ConfigError
 from dockyard.eventlog import kind_filter, parse_subject, subject_for
-from dockyard.manifests import ManifestError, load_located_documents
-from dockyard.schemas.manifests import KINDS, kind_named, subject_kind
+from dockyard.manifests import ManifestError, load_located_documents, validate
+from dockyard.schemas.manifests import KINDS, Node, kind_named, subject_kind
 from dockyard.selectors import SelectorError, matches, parse_selector
 from dockyard.services.registry_indexer.options import registry_url
 
 
 class CliError(Exception):
     """An error for the user: printed as `error: ...` on stderr, exit code 1."""
+
+
+DRY_RUN_STRATEGIES = ("none", "server", "client")  # kubectl's --dry-run values
 
 
 # ---------------------------------------------------------------- helpers
@@ -138,16 +142,41 @@ def _namespace(args: argparse.Namespace) -> str:
 
 async def cmd_apply(client: ApiClient, args: argparse.Namespace) -> int:
     documents = load_manifests(args.filename, args.recursive, args.namespace or "")
+    if args.dry_run == "client":
+        return await apply_client_dry_run(client, documents)
     failed = False
-    suffix = " (server dry run)" if args.dry_run else ""
+    dry_run = args.dry_run == "server"
+    suffix = " (server dry run)" if dry_run else ""
     for where, doc in documents:
         try:
-            result = await client.apply(doc, dry_run=args.dry_run)
+            result = await client.apply(doc, dry_run=dry_run)
         except ApiCallError as exc:
             print(_api_error(where, exc), file=sys.stderr)
             failed = True
             continue
         print(f"{result.kind.lower()}/{result.name} {result.result}{suffix}")
+    return 1 if failed else 0
+
+
+async def apply_client_dry_run(client: ApiClient, documents: list[tuple[str, dict]]) -> int:
+    """`apply --dry-run=client`, as kubectl: each object validated here and looked up, nothing sent to change."""
+    failed = False
+    for where, doc in documents:
+        try:
+            resource = validate(doc, source=where)
+        except ManifestError as exc:
+            print("\n".join(f"error: {line}" for line in str(exc).splitlines()), file=sys.stderr)
+            failed = True
+            continue
+        meta = resource.metadata
+        try:
+            await client.get(resource.kind, meta.name, meta.namespace)
+            result = "configured"
+        except ApiCallError as exc:
+            if exc.code != "NotFound":
+                raise
+            result = "created"
+        print(f"{resource.kind.lower()}/{meta.name} {result} (dry run)")
     return 1 if failed else 0
 
 
@@ -193,9 +222,13 @@ async def cmd_get(client: ApiClient, args: argparse.Namespace) -> int:
     if args.output not in (None, "table", "wide", "json", "yaml", "name"):
         raise CliError(f'unable to match a printer suitable for the output format "{args.output}", '
                        f"allowed formats are: json,name,table,wide,yaml")
+    if args.more_names and (args.watch or cli_history.travels(args)):
+        raise CliError("give one NAME with --watch or a point in time")
     if cli_history.travels(args):
         return await cli_history.cmd_get_at(client, args)
     namespace = _namespace(args)
+    if args.more_names:
+        return await get_several(client, kind, namespace, [args.name, *args.more_names], args)
     if args.name:
         objects = [await client.get(kind, args.name, namespace)]
         position = int(objects[0]["metadata"].get("resourceVersion") or 0)
@@ -212,21 +245,42 @@ async def cmd_get(client: ApiClient, args: argparse.Namespace) -> int:
     return 0
 
 
+async def get_several(client: ApiClient, kind: str, namespace: str, names: list[str],
+                      args: argparse.Namespace) -> int:
+    """`get KIND A B`, as kubectl: the objects found, then an error line for each name missing; 1 if any is."""
+    found, missing = [], []
+    for name in dict.fromkeys(names):  # a name given twice is shown once
+        try:
+            found.append(await client.get(kind, name, namespace))
+        except ApiCallError as exc:
+            if exc.code != "NotFound":
+                raise
+            missing.append(exc)
+    if found:
+        _print_objects(kind, found, args, single=False)
+    for exc in missing:
+        print(_api_error("", exc), file=sys.stderr)
+    return 1 if missing else 0
+
+
 async def watch(client: ApiClient, kind: str, namespace: str, args: argparse.Namespace,
                 objects: list[dict], position: int) -> None:
-    """Follow live events after the listed position, printing each object as it changes."""
-    from dockyard.state import evolve
+    """Follow live events after the listed position, printing each object as it changes.
 
+    A node's image report changes the node (its status.images): its row prints again.
+    """
     current = {(o["metadata"].get("namespace", ""), o["metadata"]["name"]): msgspec.convert(o, KINDS[kind])
                for o in objects}
     requirements = parse_selector(args.selector or "")
     header_shown = bool(objects)
-    async for record in client.log.read(kind_filter(subject_kind(kind)), start_seq=position + 1, follow=True):
+    held = await timetravel.held_images_at(client.log, position) if KINDS[kind] is Node else {}
+    namespace = namespace if KINDS[kind].NAMESPACED else ""  # a node is in none: never filter it out by one
+    async for record in client.log.read(timetravel.kind_subjects(kind), start_seq=position + 1, follow=True):
         _, ns, name = parse_subject(record.subject)
         if namespace and ns != namespace or (args.name and name != args.name):
             continue
         before = current.get((ns, name))
-        after = evolve(before, record)
+        after = timetravel.evolve_joined(before, record, held)
         shown = after or before
         if after is None:
             current.pop((ns, name), None)
@@ -248,10 +302,10 @@ async def cmd_describe(client: ApiClient, args: argparse.Namespace) -> int:
     for index, name in enumerate(names):
         obj = await client.get(kind, name, namespace)
         meta = obj["metadata"]
-        records = await client.log.read_aggregate(subject_for(subject_kind(kind), meta.get("namespace", ""), name))
+        _, records = await timetravel.aggregate_at(client.log, kind, meta.get("namespace", ""), name)
         if index:
             print()
-        print(printers.describe(obj, printers.history_rows(records)))
+        print(printers.describe(obj, printers.history_rows(records), printers.container_runs(records)))
     return 0
 
 
@@ -381,12 +435,36 @@ async def cmd_logs(client: ApiClient, args: argparse.Namespace) -> int:
     from dockyard.services.node_agent.logs import print_logs
 
     since = parse_since(args.since) if args.since else None
+    namespace = args.namespace or "default"
+    pod = await pod_for_logs(client, args.pod, namespace)
     try:
-        return await print_logs(client.log, args.namespace or "default", args.pod, container=args.container,
+        return await print_logs(client.log, namespace, pod, container=args.container,
                                 follow=args.follow, tail=args.tail, since=since, timestamps=args.timestamps,
-                                previous=args.previous)
+                                previous=args.previous, deleted=args.deleted)
     except ValueError as exc:
         raise CliError(str(exc)) from exc
+
+
+async def pod_for_logs(client: ApiClient, target: str, namespace: str) -> str:
+    """The pod `logs TARGET` reads: NAME or pod/NAME itself; for deployment/NAME one of its pods,
+    chosen as kubectl chooses, and said on stderr when there was a choice."""
+    if "/" not in target:
+        return target
+    kind_name, _, name = target.partition("/")
+    kind = resolve_kind(kind_name)
+    if kind == "Pod":
+        return name
+    if kind != "Deployment":
+        raise CliError(f"cannot get logs of a {kind.lower()}: give a pod or a deployment")
+    deployment = await client.get("Deployment", name, namespace)
+    labels = ((deployment.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
+    pods, _ = await client.list("Pod", namespace, ",".join(f"{key}={value}" for key, value in labels.items()))
+    if not pods:
+        raise CliError(f"deployment/{name} has no pods")
+    chosen = printers.pod_for_logs(pods)
+    if len(pods) > 1:
+        print(f"Found {len(pods)} pods, using pod/{chosen}", file=sys.stderr, flush=True)
+    return chosen
 
 
 def cmd_projections(args: argparse.Namespace) -> int:
@@ -455,12 +533,17 @@ def build_parser() -> argparse.ArgumentParser:
     apply = sub.add_parser("apply", help="create or update objects from manifests")
     apply.add_argument("-f", "--filename", action="append", required=True, help="FILE, DIR or - for stdin")
     apply.add_argument("-R", "--recursive", action="store_true", help="walk directories recursively")
-    apply.add_argument("--dry-run", action="store_true", help="validate and decide, change nothing")
+    apply.add_argument("--dry-run", nargs="?", const="server", default="none", choices=DRY_RUN_STRATEGIES,
+                       metavar="none|server|client",
+                       help="change nothing: server (the default for a bare --dry-run) validates and decides"
+                            " in the api; client validates here")
     add_namespace(apply, all_ns=False)
 
     get = sub.add_parser("get", help="list objects or show one")
     get.add_argument("kind")
     get.add_argument("name", nargs="?")
+    get.add_argument("more_names", nargs="*", metavar="NAME",
+                     help="more names: each found is shown, each missing an error")
     get.add_argument("-o", "--output", help="table|wide|json|yaml|name")
     get.add_argument("-l", "--selector", help="label selector, e.g. app=web,tier!=db")
     get.add_argument("-w", "--watch", action="store_true", help="after listing, follow changes")
@@ -524,13 +607,15 @@ def build_parser() -> argparse.ArgumentParser:
     add_namespace(explain, all_ns=False)
 
     logs = sub.add_parser("logs", help="a pod's container logs")
-    logs.add_argument("pod")
+    logs.add_argument("pod", metavar="POD", help="NAME, pod/NAME, or deployment/NAME (one of its pods)")
     logs.add_argument("-c", "--container")
     logs.add_argument("-f", "--follow", action="store_true")
     logs.add_argument("--tail", type=int, default=None, help="the last N lines")
     logs.add_argument("--since", help="a duration (10m) or an RFC 3339 time")
     logs.add_argument("--timestamps", action="store_true")
     logs.add_argument("-p", "--previous", action="store_true", help="the container's run before its last restart")
+    logs.add_argument("--deleted", action="store_true",
+                      help="a deleted pod's logs (its last incarnation's), which the log stream keeps")
     add_namespace(logs, all_ns=False)
 
     cli_audit.add_parsers(sub)
