@@ -15,6 +15,7 @@ from textual.widgets import Footer, Input, Static
 
 from dockyard import cli_images, printers
 from dockyard.eventlog import EventRecord
+from dockyard.manifests import DNS_LABEL
 from dockyard.tui.client import ConsoleClient
 from dockyard.tui.records import AlertRows, ImageRows, RecordRows
 from dockyard.tui.rows import ResourceRows, key_of
@@ -78,8 +79,10 @@ class ConsoleApp(App[None]):
     ENABLE_COMMAND_PALETTE = False  # `:` is the command mode; the footer's room goes to the view's keys
 
     BINDINGS = [
-        Binding("colon", "prompt('command')", "Cmd", key_display=":"),
-        Binding("slash", "prompt('filter')", "Filter", key_display="/"),
+        # Priority: handled as they arrive, before the keys typed after them are handed to the table
+        # (`:dp` typed fast would otherwise be `d`escribe). check_action passes them on where they are text.
+        Binding("colon", "prompt('command')", "Cmd", key_display=":", priority=True),
+        Binding("slash", "prompt('filter')", "Filter", key_display="/", priority=True),
         Binding("question_mark", "help", "Help", key_display="?"),
         Binding("1", "view('pods')", "Pods", show=False),
         Binding("2", "view('deploy')", "Deploy", show=False),
@@ -88,7 +91,7 @@ class ConsoleApp(App[None]):
         Binding("5", "view('audit')", "Audit", show=False),
         Binding("6", "view('images')", "Images", show=False),
         Binding("7", "view('alerts')", "Alerts", show=False),
-        Binding("n", "prompt('namespace')", "Namespace", show=False),
+        Binding("n", "prompt('namespace')", "Namespace", show=False, priority=True),
         Binding("w", "toggle_wide", "Wide", show=False),
         Binding("o", "sort", "Sort", show=False),
         Binding("O", "sort_reverse", "Sort reverse", show=False),
@@ -405,6 +408,9 @@ class ConsoleApp(App[None]):
     # ------------------------------------------------------------ keys
 
     def check_action(self, action: str, parameters: tuple) -> bool | None:
+        if action == "prompt":  # not over a dialog or a page (its own `/`), nor inside the prompt itself
+            prompts = self.query("#prompt")
+            return self.screen is self.screen_stack[0] and not (prompts and prompts.first().has_focus)
         if action == "row" and parameters:
             views, _ = ROW_ACTIONS.get(parameters[0], (set(), False))
             return self.view in views
@@ -424,12 +430,14 @@ class ConsoleApp(App[None]):
         prompt.value = ""
         prompt.display = True
         self.history_index = len(self.command_history)
-        prompt.focus()
+        # At once, not on the next turn as Widget.focus does: keys typed right after `:` are queued
+        # already and must reach the prompt, not the table (`:dp` would be `d`escribe, `p`...).
+        self.screen.set_focus(prompt)
 
     def _close_prompt(self) -> None:
         prompt = self.query_one("#prompt", Input)
         prompt.display = False
-        self.table.focus()
+        self.screen.set_focus(self.table)  # at once too: keys typed after Enter are the table's
 
     def on_key(self, event) -> None:
         if self.screen is not self.screen_stack[0]:  # a dialog or a page handles its own keys
@@ -489,6 +497,9 @@ class ConsoleApp(App[None]):
 
     def set_namespace(self, namespace: str) -> None:
         namespace = "" if namespace in ("all", "-A", "*") else namespace
+        if namespace and not DNS_LABEL.matches(namespace):
+            self.notify(f'"{namespace}" is not a namespace name: {DNS_LABEL.description}', severity="warning")
+            return
         for store in self.stores.values():
             store.namespace = namespace if store.namespaced else ""
             store.page = 0

@@ -167,3 +167,28 @@ def test_log_search(snap_compare, size):
         await pilot.pause()
 
     assert snap_compare(console(), terminal_size=SIZES[size], run_before=searched)
+
+
+async def test_keys_typed_right_after_colon_go_to_the_prompt():
+    """`:dp` typed fast is the deployments view, not `d`escribe then `p`: keys already queued behind `:`
+    reach the prompt (Widget.focus would move the focus only on the next turn)."""
+    from textual import events
+
+    app = console()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await app.loaded.wait()
+        for key, character in (("colon", ":"), ("d", "d"), ("p", "p"), ("enter", None)):
+            event = events.Key(key, character)  # as a terminal sends them: all queued before any is handled
+            event.set_sender(app)
+            app._driver.send_message(event)
+        await pilot.pause()
+        assert app.view == "deploy" and len(app.screen_stack) == 1
+
+
+async def test_a_namespace_that_cannot_be_one_is_refused():
+    app = console()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await app.loaded.wait()
+        await pilot.press("colon", *"ns Kube_System", "enter")
+        assert all(store.namespace == "" for store in app.stores.values())
+        assert any("is not a namespace name" in n.message for n in app._notifications)
