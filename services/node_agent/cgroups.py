@@ -199,7 +199,9 @@ def cgroup_sample(hierarchy: Hierarchy, container_id: str) -> UsageSample | None
 
 def controllers_problem(hierarchy: Hierarchy, enable: bool = True) -> str | None:
     """Why runc could not apply a pod's limits here (None: it can). On v2 the controllers the root lacks
-    in cgroup.subtree_control are enabled first when `enable` (runc would do the same at its first container)."""
+    in cgroup.subtree_control are enabled first when `enable` (runc would do the same at its first container);
+    without it nothing is written, and controllers not yet enabled count as usable while that file is
+    writable (choosing a driver must not change the machine: only the runc driver's start enables them)."""
     if hierarchy.version == NONE:
         return f"{hierarchy.describe()}: the runc driver needs cgroup v1 or v2 mounted there"
     if hierarchy.version != V2:
@@ -225,6 +227,8 @@ def _v2_problem(hierarchy: Hierarchy, enable: bool) -> str | None:
                 f"the runc driver needs {', '.join(V2_CONTROLLERS)} for pod limits")
     failure = _enable_controllers(top) if enable else ""
     not_enabled = [c for c in V2_CONTROLLERS if c not in _subtree_control(top)]
+    if not_enabled and not enable and os.access(top / "cgroup.subtree_control", os.W_OK):
+        return None  # they can be enabled (EROFS shows here), and will be when the driver starts
     if not_enabled:
         why = f" and cannot be enabled ({failure})" if failure else ""
         return (f"{hierarchy.describe()}: the {', '.join(not_enabled)} controller(s) are not enabled in "

@@ -42,8 +42,15 @@ from dockyard.eventlog import (
     now_rfc3339,
     subject_for,
 )
-from dockyard.schemas.manifests import Pod
+from dockyard.schemas.manifests import ContainerStatus, Pod
+from dockyard.services.node_agent.images import (
+    ERR_IMAGE_NEVER_PULL,
+    ERR_IMAGE_PULL,
+    IMAGE_PULL_BACK_OFF,
+    INVALID_IMAGE_NAME,
+)
 from dockyard.services.node_agent.metrics import LOG_LINES
+from dockyard.services.node_agent.status import never_ran
 from dockyard.state import evolve, fold
 
 log = logging.getLogger(__name__)
@@ -52,6 +59,8 @@ H_STREAM = "Dy-Stream"
 ACK_TIMEOUT = 10.0
 # Reading without --follow ends at the tail; this long without a message means there is nothing more.
 QUIET_END_SECONDS = 5.0
+# Waiting for these, kubelet answers a request for logs "trying and failing to pull image".
+PULL_REASONS = (ERR_IMAGE_PULL, IMAGE_PULL_BACK_OFF, INVALID_IMAGE_NAME, ERR_IMAGE_NEVER_PULL)
 
 
 class LogPublisher:
@@ -134,6 +143,12 @@ def pick_instance(restart_count: int, shipped: Iterable[int], previous: bool) ->
     return current - 1 if current > 0 else None
 
 
+def waiting_to_start(status: ContainerStatus, pod: str) -> str:
+    """kubelet's answer to logs of a container that never ran (its validateContainerLogStatus)."""
+    why = "trying and failing to pull image" if status.reason in PULL_REASONS else status.reason or status.message
+    return f'container "{status.name}" in pod "{pod}" is waiting to start: {why}'
+
+
 def choose_name(names: list[str], container: str | None, pod: str) -> str:
     """The container whose logs to show, kubectl's way: the only one, or the one named."""
     if container is not None:
@@ -157,10 +172,12 @@ async def _legacy_containers(log_: EventLog, namespace: str, pod: str) -> list[s
 
 
 async def select_lines(log_: EventLog, namespace: str, pod: str, container: str | None = None,
-                       previous: bool = False, deleted: bool = False) -> LogSelection:
+                       previous: bool = False, deleted: bool = False, follow: bool = False) -> LogSelection:
     """Which lines `dockyard logs` shows: the pod's current container instance, or with `previous` the
     one before. A deleted pod is not found, as kubectl says, unless `deleted` asks for its last
-    incarnation's lines, which the stream keeps. Raises ValueError naming what is missing."""
+    incarnation's lines, which the stream keeps. A container waiting that never ran has no lines: kubectl's
+    "is waiting to start", unless following (the console's live view waits for its first lines).
+    Raises ValueError naming what is missing."""
     records = await log_.read_aggregate(subject_for("pod", namespace, pod))
     known = last_known_pod(records)
     gone = fold(records) is None
@@ -172,10 +189,14 @@ async def select_lines(log_: EventLog, namespace: str, pod: str, container: str 
     if known is None:  # no history: only lines from before uids can be left
         return await _legacy_selection(log_, namespace, pod, container, previous)
     name = choose_name([c.name for c in known.spec.containers], container, pod)
-    restarts = next((s.restart_count for s in known.status.container_statuses if s.name == name), 0)
+    status = next((s for s in known.status.container_statuses if s.name == name), None)
+    restarts = status.restart_count if status is not None else 0
     shipped = await _shipped_instances(log_, namespace, pod, known.metadata.uid, name)
     if gone and not shipped and name in await _legacy_containers(log_, namespace, pod):  # from before uids
         return await _legacy_selection(log_, namespace, pod, name, previous)
+    # Lines shipped mean it ran, whatever a status that lags its start says.
+    if status is not None and never_ran(status) and not shipped and not previous and not follow:
+        raise ValueError(waiting_to_start(status, pod))
     instance = pick_instance(restarts, shipped, previous)
     if instance is None:
         raise ValueError(f'previous terminated container "{name}" in pod "{pod}" not found')
@@ -251,9 +272,10 @@ async def print_logs(log: EventLog, namespace: str, pod: str, container: str | N
                      out: TextIO = sys.stdout) -> int:
     """`dockyard logs`: print a container instance's lines (the last `tail`, from `since`), then with
     `follow` keep printing new ones (a restart's too) until cancelled. Returns the exit code (0);
-    raises ValueError for a pod, container or instance that cannot be chosen."""
-    selection = await select_lines(log, namespace, pod, container, previous, deleted)
+    raises ValueError for a pod, container or instance that cannot be chosen, or a container that is
+    waiting to start."""
     follow = follow and not previous  # a terminated instance has nothing more to say
+    selection = await select_lines(log, namespace, pod, container, previous, deleted, follow)
     if tail is not None and tail < 0:
         tail = None
     policy = await _deliver_policy(log, selection, follow, tail, since)

@@ -53,6 +53,7 @@ from dockyard.services.node_agent.status import (
     START_ERROR_EXIT_CODE,
     backing_off,
     container_created,
+    never_ran,
     run_ended,
     run_started,
     waiting,
@@ -332,11 +333,13 @@ class ContainerRunner:
     def _refuse_config(self, problem: str) -> None:
         """A container that cannot run as given waits (the pod stays Pending) instead of crash-looping."""
         log.warning("%s/%s container %s: %s", self.record.namespace, self.record.pod, self.container.name, problem)
-        self._note_in_log(problem)
         self._set(waiting(self.status, CREATE_CONTAINER_CONFIG_ERROR, problem))
 
     def _note_in_log(self, problem: str) -> None:
-        """The agent's own word on a container goes where `dockyard logs` shows it."""
+        """The agent's word on a run that failed to start goes into that run's lines, as runc's own error does
+        under the runc driver: the run counts (StartError, a restart) and `logs -p` shows why it ended. A
+        container that never ran has no lines (kubelet's logs are the container's alone): its waiting
+        message says why, and `dockyard logs` answers that it is waiting to start."""
         with contextlib.suppress(OSError), open(self.tails["stderr"].path, "ab") as err:
             err.write(f"dockyard: {problem}\n".encode())
 
@@ -354,8 +357,7 @@ class ContainerRunner:
         return self.process
 
     async def _start_process(self) -> ContainerProcess | None:
-        # Waiting and never started (created, or its image was being pulled): its first run is no restart.
-        restarted = not (self.status.state == "waiting" and not self.status.started_at)
+        restarted = not never_ran(self.status)  # a wait for its image (or its ports) before is no run
         started_at = now_rfc3339()
         # Before it can print a line: each run's lines go to its own instance (restart count).
         self.subject = logs_subject(self.record.namespace, self.record.pod, self.pod.uid, self.container.name,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import itertools
 import json
 import logging
@@ -72,8 +73,9 @@ class RuncUnavailable(Exception):
     """runc cannot be used here; the message says why and what to do."""
 
 
-def check_runc(euid: int | None = None) -> str:
-    """The path of runc; raises RuncUnavailable when it (or skopeo, umoci) is missing or the agent is not root."""
+def check_runc(euid: int | None = None, hierarchy: Hierarchy | None = None, enable: bool = True) -> str:
+    """The path of runc; raises RuncUnavailable when it (or skopeo, umoci) is missing or the agent is not root.
+    `enable`: on cgroup v2, enable the controllers the containers need at the root (the driver's start)."""
     path = shutil.which("runc")
     if path is None:
         raise RuncUnavailable("the runc driver needs runc on PATH (apt-get install runc), "
@@ -85,23 +87,25 @@ def check_runc(euid: int | None = None) -> str:
     if (os.geteuid() if euid is None else euid) != 0:
         raise RuncUnavailable("the runc driver must run as root: runc creates namespaces and cgroups "
                               "(or run the node agent with --driver process)")
-    check_cgroups()
+    check_cgroups(hierarchy, enable)
     return path
 
 
-def check_cgroups(hierarchy: Hierarchy | None = None) -> Hierarchy:
-    """The cgroup hierarchy runc will use; RuncUnavailable naming what was found when it lacks a needed controller."""
+def check_cgroups(hierarchy: Hierarchy | None = None, enable: bool = True) -> Hierarchy:
+    """The cgroup hierarchy runc will use; RuncUnavailable naming what was found when it lacks a needed controller.
+    Only with `enable` does it write (v2: the root's cgroup.subtree_control)."""
     hierarchy = read_hierarchy() if hierarchy is None else hierarchy
-    problem = controllers_problem(hierarchy)
+    problem = controllers_problem(hierarchy, enable)
     if problem is not None:
         raise RuncUnavailable(f"{problem} (or run the node agent with --driver process)")
     return hierarchy
 
 
-def runc_problem() -> str | None:
-    """Why the runc driver cannot run here (None: it can); for `dockyard up` choosing its local node's driver."""
+def runc_problem(hierarchy: Hierarchy | None = None) -> str | None:
+    """Why the runc driver cannot run here (None: it can); for `dockyard up` choosing its local node's driver.
+    It only looks: a machine that ends up with the process driver keeps its cgroups as they were."""
     try:
-        path = check_runc()
+        path = check_runc(hierarchy=hierarchy, enable=False)
         subprocess.run([path, "--version"], capture_output=True, check=True, timeout=10)
     except RuncUnavailable as exc:
         return str(exc)
@@ -223,8 +227,8 @@ async def _kill_once_started(proc: asyncio.subprocess.Process, container_id: str
     loop = asyncio.get_running_loop()
     while proc.returncode is None and loop.time() < deadline:
         pid = _pid_in(pid_file)
-        if pid is not None:
-            return _kill_exec_process(pid, container_id, proc.pid)
+        if pid is not None:  # in a thread: the group's members are found by a scan of /proc
+            return await asyncio.to_thread(_kill_exec_process, pid, container_id, proc.pid)
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(proc.wait(), PID_FILE_POLL)
     return []
@@ -244,16 +248,44 @@ def _pid_in(pid_file: Path) -> int | None:
 
 def _kill_exec_process(pid: int, container_id: str, runc_pid: int) -> list[int]:
     """SIGKILL to an exec'd process, then to what it started in its process group (runc's init makes the
-    process a session leader; runc exec itself is spared in any case), only while the pid is still in the
-    container's cgroup: a pid that has been reused is left alone."""
+    process a session leader; runc exec itself is spared in any case), each only while it is in the
+    container's cgroup: a pid that has been reused is left alone. Blocking (/proc): run it in a thread."""
     group = _process_group(pid)
-    killed = []
-    for victim in dict.fromkeys((pid, *(_group_members(group) if group is not None else ()))):
-        if victim != runc_pid and _in_container(victim, container_id):
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(victim, signal.SIGKILL)
-                killed.append(victim)
-    return killed
+    members = (pid, *(_group_members(group) if group is not None else ()))
+    return [victim for victim in dict.fromkeys(members)
+            if victim != runc_pid and _kill_in_container(victim, container_id)]
+
+
+def _kill_in_container(pid: int, container_id: str) -> bool:
+    """SIGKILL to `pid` if it is in the container's cgroup; whether it was sent. A pidfd opened before the
+    check pins the process checked: if it exits and its pid is reused before the signal, the signal goes
+    to the one that exited (ESRCH), never to the newcomer. Without pidfds (Linux before 5.3) it is check
+    then kill, which such a reuse could race."""
+    try:
+        pidfd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return False
+    except OSError as exc:
+        if exc.errno != errno.ENOSYS:
+            return False
+        return _in_container(pid, container_id) and _send_kill(pid)
+    try:
+        if not _in_container(pid, container_id):
+            return False
+        signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+        return True
+    except (ProcessLookupError, PermissionError):
+        return False
+    finally:
+        os.close(pidfd)
+
+
+def _send_kill(pid: int) -> bool:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
 
 
 def _process_group(pid: int) -> int | None:
@@ -294,7 +326,7 @@ class RuncDriver(ProcessDriver):
         self._gc_again = False
 
     async def prepare(self) -> None:
-        check_runc()
+        check_runc(hierarchy=self.cgroups)  # the one place that enables the controllers (v2) runc will need
         log.info("runc driver: %s", self.cgroups.describe())
         self.runc.root.mkdir(parents=True, exist_ok=True)
         await super().prepare()
@@ -444,8 +476,7 @@ class RuncContainer(ContainerRunner):
                     return True
                 continue  # the image changed during the pull: that one is wanted now
             except ImageError as exc:
-                attempts += 1
-                self._note_in_log(f"pulling image {container.image!r}: {exc}")
+                attempts += 1  # no note in its log: it has not run (the waiting message says why)
                 log.warning("%s/%s container %s: %s", self.record.namespace, self.record.pod,
                             self.container.name, exc)
                 self._set(_waiting(self.status, exc.reason, str(exc)))
@@ -462,11 +493,7 @@ class RuncContainer(ContainerRunner):
     # ------------------------------------------------------------ one run
 
     async def _launch(self) -> ContainerProcess:
-        if not self.digest:
-            try:
-                self.digest = await self.driver.images.ensure(self.container.image, self.container.image_pull_policy)
-            except ImageError as exc:
-                raise OSError(str(exc)) from None
+        """One run of the image _before_start pulled (a pull failure is a wait for the image, never a run)."""
         await self.driver.runc.delete(self.id)  # the run before, kept for its OOM count
         await asyncio.to_thread(shutil.rmtree, self.bundle, True)
         self.bundle.parent.mkdir(parents=True, exist_ok=True)

@@ -62,6 +62,12 @@ def waiting(status: ContainerStatus, reason: str, message: str = "") -> Containe
     return _replace(status, state="waiting", reason=reason, message=message, ready=False)
 
 
+def never_ran(status: ContainerStatus) -> bool:
+    """Waiting and not run yet (created, pulling its image, refused as specified): no start, no run before.
+    Its first run is no restart, and it has no lines to show."""
+    return status.state == "waiting" and not status.started_at and not status.last_state and not status.restart_count
+
+
 def run_started(status: ContainerStatus, started_at: str, restarted: bool) -> ContainerStatus:
     status = _remember_exit(status)
     return _replace(status, state="running", reason="", message="", exit_code=None, signal=0, started_at=started_at,

@@ -21,7 +21,7 @@ from dockyard.services.node_agent.cgroups import (
     parse_proc_cgroup,
     read_hierarchy,
 )
-from dockyard.services.node_agent.runc_driver import RuncUnavailable, check_cgroups
+from dockyard.services.node_agent.runc_driver import RuncUnavailable, check_cgroups, runc_problem
 from dockyard.services.node_agent.usage import UsageSample
 
 SERVICE = "/system.slice/dockyard-agent.service"
@@ -214,6 +214,17 @@ def test_v2_controllers_that_cannot_be_enabled_are_refused_with_the_reason(tmp_p
     assert problem.startswith(f"cgroup v2 at {found.root}: the memory, cpu, pids controller(s) are not enabled in "
                               f"{found.root / 'cgroup.subtree_control'} and cannot be enabled (+pids: ")
     assert "no-internal-processes" in problem
+
+
+def test_choosing_a_driver_only_looks_and_leaves_the_roots_subtree_control_untouched(tmp_path):
+    found = hierarchy(tmp_path, V2_MOUNTS, V2_PROC_CGROUP)
+    write(found.root, {"cgroup.controllers": "cpuset cpu io memory hugetlb pids\n", "cgroup.subtree_control": ""})
+    problem = runc_problem(found)  # what `dockyard up` asks; it may pick the process driver for other reasons
+    assert (found.root / "cgroup.subtree_control").read_text() == ""
+    assert problem is None or "cgroup" not in problem  # the controllers are available: enabled at the driver's start
+    assert controllers_problem(found, enable=False) is None
+    assert check_cgroups(found, enable=False) is found
+    assert (found.root / "cgroup.subtree_control").read_text() == ""
 
 
 def test_no_hierarchy_at_all_is_refused(tmp_path):

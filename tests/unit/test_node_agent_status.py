@@ -3,10 +3,12 @@
 import pytest
 
 from dockyard.schemas.manifests import Condition, ContainerStatus, PodStatus
+from dockyard.services.node_agent.logs import waiting_to_start
 from dockyard.services.node_agent.status import (
     backing_off,
     container_created,
     exit_code_of,
+    never_ran,
     pod_phase,
     pod_status,
     run_ended,
@@ -134,3 +136,40 @@ def test_a_waiting_container_says_why_until_it_runs():
     assert run_started(held, T1, restarted=False).message == ""
     assert run_ended(held, 1).message == ""
     assert backing_off(run_ended(held, 1)).message == ""
+
+
+CREATED = container_created("main", {})
+PULL_FAILED = waiting(CREATED, "ErrImagePull", "manifest unknown")
+RAN = run_ended(run_started(CREATED, T0, restarted=False), 1)
+
+
+@pytest.mark.parametrize("status, expected", [
+    (CREATED, True),
+    (PULL_FAILED, True),
+    (waiting(PULL_FAILED, "ImagePullBackOff", "Back-off pulling image"), True),
+    (waiting(CREATED, "CreateContainerConfigError", "host port 80 is in use by default/web"), True),
+    (run_started(PULL_FAILED, T0, restarted=False), False),
+    (RAN, False),
+    (backing_off(RAN), False),
+    (waiting(backing_off(RAN), "ErrImagePull", "manifest unknown"), False),  # it ran before its new image
+], ids=["created", "pull-failed", "pull-back-off", "config-error", "running", "ended", "crash-back-off",
+        "pull-after-a-run"])
+def test_a_container_never_ran_while_it_only_waited(status, expected):
+    assert never_ran(status) is expected
+
+
+def test_its_first_run_after_a_failed_pull_is_no_restart_and_has_no_previous_run():
+    first = run_started(waiting(PULL_FAILED, "ImagePullBackOff"), T1, restarted=not never_ran(PULL_FAILED))
+    assert first.restart_count == 0 and not first.last_state and first.started_at == T1
+
+
+@pytest.mark.parametrize("reason, expected", [
+    ("ErrImagePull", "trying and failing to pull image"),
+    ("ImagePullBackOff", "trying and failing to pull image"),
+    ("InvalidImageName", "trying and failing to pull image"),
+    ("ContainerCreating", "ContainerCreating"),
+    ("CreateContainerConfigError", "CreateContainerConfigError"),
+], ids=["err-image-pull", "image-pull-back-off", "invalid-name", "creating", "config-error"])
+def test_logs_of_a_container_that_never_ran_say_why_in_kubelets_words(reason, expected):
+    said = waiting_to_start(waiting(CREATED, reason, "the details"), "web-abc")
+    assert said == f'container "main" in pod "web-abc" is waiting to start: {expected}'
