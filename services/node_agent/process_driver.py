@@ -317,9 +317,9 @@ class ContainerRunner:
             return "the process driver runs a container's command and args; this one has neither"
         return None
 
-    async def _launch(self) -> ContainerProcess:
+    async def _launch(self, container: Container) -> ContainerProcess:
         """Start one run of the container; raises OSError."""
-        return await spawn(container_argv(self.container, self.env), self.env, self.cwd,
+        return await spawn(container_argv(container, self.env), self.env, self.cwd,
                            self.tails["stdout"].path, self.tails["stderr"].path)
 
     async def _reap(self, process: ContainerProcess, exit_code: int | None) -> str:
@@ -362,8 +362,10 @@ class ContainerRunner:
         # Before it can print a line: each run's lines go to its own instance (restart count).
         self.subject = logs_subject(self.record.namespace, self.record.pod, self.pod.uid, self.container.name,
                                     run_started(self.status, started_at, restarted).restart_count)
+        # The container as this run starts it: an image change arriving while it launches is the next run's.
+        container = self.container
         try:
-            process = await self._launch()
+            process = await self._launch(container)
         except OSError as exc:
             log.warning("%s/%s container %s failed to start: %s", self.record.namespace, self.record.pod,
                         self.container.name, exc)
@@ -377,7 +379,7 @@ class ContainerRunner:
         status = run_started(self.status, started_at, restarted)
         self.record.pid, self.record.start_ticks, self.record.started_at = process.pid, process.start_ticks, started_at
         self.record.restart_count = status.restart_count
-        self.record.image = self.container.image
+        self.record.image = container.image
         self._save()
         self._set(status)
         return process

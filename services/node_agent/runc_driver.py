@@ -489,10 +489,12 @@ class RuncContainer(ContainerRunner):
                 self._set(_waiting(self.status, IMAGE_PULL_BACK_OFF,
                                    f'Back-off pulling image "{container.image}": {self.status.message}'))
             await self._unless_image_changes(delay - 1.0)
+            if container is not self.container:
+                attempts = 0  # a new image starts its own back-off, not the old one's
 
     # ------------------------------------------------------------ one run
 
-    async def _launch(self) -> ContainerProcess:
+    async def _launch(self, container: Container) -> ContainerProcess:
         """One run of the image _before_start pulled (a pull failure is a wait for the image, never a run)."""
         await self.driver.runc.delete(self.id)  # the run before, kept for its OOM count
         await asyncio.to_thread(shutil.rmtree, self.bundle, True)
@@ -502,7 +504,7 @@ class RuncContainer(ContainerRunner):
             base = await unpack(images.layout_of(self.digest), REF_NAME, self.bundle, self.security)
         except BundleError as exc:
             raise OSError(str(exc)) from None
-        spec = runtime_spec(base, images.image_config(self.digest), self.pod.pod, self.container,
+        spec = runtime_spec(base, images.image_config(self.digest), self.pod.pod, container,
                             host_ports=self.record.host_ports,
                             cgroups_path=cgroups_path(self.driver.cgroups, self.id),
                             security=self.security, host_files=existing_host_files(),

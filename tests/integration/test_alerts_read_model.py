@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import time
 
 from dockyard.eventlog import subject_for
 from dockyard.schemas.events import AlertFired, AlertResolved, alert_fingerprint
 from tests.integration.test_cli import dockyard, ok
+from tests.polling import wait_for
 
 
 def node_not_ready(node: str) -> tuple[str, AlertFired]:
@@ -26,13 +26,11 @@ def alerts_json(env, *args: str) -> list[dict]:
 
 
 def wait_for_alerts(env, predicate, *args: str, timeout: float = 20.0) -> list[dict]:
-    deadline = time.monotonic() + timeout
-    while True:
+    """The alerts `dockyard alerts ARGS` lists once `predicate` holds for them."""
+    def listed():
         alerts = alerts_json(env, *args)
-        if predicate(alerts):
-            return alerts
-        assert time.monotonic() < deadline, alerts
-        time.sleep(0.2)
+        return alerts if predicate(alerts) else None
+    return wait_for(listed, timeout=timeout, interval=0.2, what="the alerts listed")
 
 
 async def test_fired_and_resolved_alerts_are_listed(stack_env, eventlog):

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
 
 from dockyard.eventlog import subject_for
 from dockyard.schemas.events import PodCreated
 from tests.builders import make_pod
 from tests.integration.test_alerts_read_model import wait_for_alerts
 from tests.integration.test_cli import dockyard, ok
+from tests.polling import eventually
 
 RULES = """\
 groups:
@@ -95,11 +94,7 @@ async def test_a_refused_rule_file_shows_in_status(stack_env, eventlog, services
 
     rules.write_text(RULES.replace("expr: changes(dockyard_scheduler_pending_pods[5m]) >= 1", "expr: 'up >'")
                      .replace("labels: {severity: info}", "labels: {severity: [info]}"))
-    deadline = time.monotonic() + 60
-    while not (refused := await refusals()):
-        assert time.monotonic() < deadline, "the refusal never showed in status"
-        await asyncio.sleep(0.2)
-    [refusal] = refused
+    [refusal] = await eventually(refusals, what="the refusal to show in status")
     assert refusal.startswith(f"{rules} refused: line 6: `labels.severity` must be a single value;"
                               " line 9: `expr`: unexpected end of expression at column 5")
     assert refusal.endswith(" (the 2 rule(s) loaded before stay in use)")
@@ -107,6 +102,7 @@ async def test_a_refused_rule_file_shows_in_status(stack_env, eventlog, services
     assert f"rules:        {refusal}" in cluster_summary_lines(summary)
 
     rules.write_text(RULES)
-    while await refusals():
-        assert time.monotonic() < deadline + 60, "the refusal outlived a good file"
-        await asyncio.sleep(0.2)
+
+    async def none_refused() -> bool:
+        return not await refusals()
+    await eventually(none_refused, what="the refusal to go with a good file")

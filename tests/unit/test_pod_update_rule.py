@@ -3,7 +3,6 @@ existing pod) and a hollow node restarting just those containers."""
 
 from __future__ import annotations
 
-import asyncio
 
 import msgspec
 import pytest
@@ -13,6 +12,7 @@ from dockyard.services.api.decide import POD_UPDATE_FORBIDDEN, Refusal, decide_a
 from dockyard.services.controller.reconcile import OWNER_ANNOTATION
 from dockyard.services.node_agent.hollow import HollowPod
 from tests.builders import make_pod
+from tests.polling import eventually
 
 NOW = "2026-11-26T10:00:00Z"
 _replace = msgspec.structs.replace
@@ -76,8 +76,10 @@ async def test_a_hollow_pod_restarts_the_containers_whose_image_changed():
     current = bound(make_pod("p", **two_containers()))
     worker = HollowPod(current, lambda: changes.append(1), start_delay=0, on_update=pulled.append)
     worker.start()
-    while not all(s.state == "running" for s in worker.container_statuses()):
-        await asyncio.sleep(0.01)
+
+    async def running() -> bool:
+        return all(s.state == "running" for s in worker.container_statuses())
+    await eventually(running, timeout=10, interval=0.01, what="the hollow pod to run")
     worker.update(current)  # a status or label change: nothing to do
     assert not pulled and [s.restart_count for s in worker.container_statuses()] == [0, 0]
 
