@@ -25,7 +25,7 @@ from dockyard import cli_top
 from dockyard import timetravel
 from dockyard.client import ApiCallError, ApiClient, Unreachable
 from dockyard.config import ConfigError
-from dockyard.eventlog import kind_filter, parse_subject, subject_for
+from dockyard.eventlog import kind_filters, parse_subject, subject_for
 from dockyard.manifests import ManifestError, load_located_documents, validate
 from dockyard.schemas.manifests import KINDS, Node, kind_named, subject_kind
 from dockyard.selectors import SelectorError, matches, parse_selector
@@ -317,7 +317,7 @@ async def cmd_events(client: ApiClient, args: argparse.Namespace) -> int:
     headers = ["SEQ", "AGE", "TYPE", "OBJECT", "ACTOR"]
     widths = [8, 6, 30, 44, 10]  # fixed: rows print as they arrive
     printed_header = False
-    async for record in client.log.read(kind_filter(kind), start_time=since, follow=args.follow):
+    async for record in client.log.read(kind_filters(kind), start_time=since, follow=args.follow):
         _, ns, name = parse_subject(record.subject)
         obj = f"{record.subject.split('.')[2]}/{ns + '/' if ns else ''}{name}"
         row = [str(record.seq), printers.age(record.time), record.type, obj, record.actor]

@@ -40,7 +40,7 @@ from dockyard.metrics import (
     count_handled,
 )
 from dockyard.schemas.base import Event, event_version
-from dockyard.schemas.events import AnyEvent, command_recorded_from_v1, event_decoder, event_encoder
+from dockyard.schemas.events import EVENT_TYPES, AnyEvent, command_recorded_from_v1, event_decoder, event_encoder
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +121,15 @@ def kind_filter(kind: str | None = None) -> str:
 
 
 SubjectFilter = str | tuple[str, ...]  # one subject pattern, or several one consumer reads together
+
+
+def kind_filters(kind: str | None = None) -> SubjectFilter:
+    """The subjects the events of `kind` (their type's first word) are on: that kind's aggregates, and
+    any other kind its events live on (node.images_reported.v1 is on `nodeimages`); all with no kind."""
+    if kind is None:
+        return kind_filter()
+    kinds = sorted({cls.KIND for tag, cls in EVENT_TYPES.items() if tag.split(".", 1)[0] == kind} | {kind})
+    return kind_filter(kinds[0]) if len(kinds) == 1 else tuple(kind_filter(k) for k in kinds)
 
 
 def filter_config(subjects: SubjectFilter) -> dict[str, Any]:

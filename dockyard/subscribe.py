@@ -28,10 +28,10 @@ from dockyard.eventlog import (
     EventRecord,
     MalformedEvent,
     PullInbox,
+    kind_filters,
     record_from,
     stream_seq_of,
 )
-from dockyard.schemas.events import EVENT_TYPES
 
 log = logging.getLogger(__name__)
 
@@ -60,9 +60,8 @@ def filter_subjects(patterns: tuple[str, ...]) -> list[str]:
         prefix = pattern.split(".", 1)[0]
         if any(c in prefix for c in "*?["):
             return [f"{SUBJECT_ROOT}.>"]
-        # A type's first word is not always its subject's kind: node.images_reported.v1 is on `nodeimages`.
-        kinds = {cls.KIND for tag, cls in EVENT_TYPES.items() if tag.split(".", 1)[0] == prefix} or {prefix}
-        subjects.update(f"{SUBJECT_ROOT}.{kind}.>" for kind in kinds)
+        found = kind_filters(prefix)  # a type's first word is not always its subject's kind
+        subjects.update((found,) if isinstance(found, str) else found)
     return sorted(subjects)
 
 

@@ -23,7 +23,16 @@ import msgspec
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
-from dockyard.eventlog import H_TIME, STREAM, EventLog, PullInbox, kind_filter, pending_of, stream_seq_of
+from dockyard.eventlog import (
+    H_TIME,
+    STREAM,
+    EventLog,
+    PullInbox,
+    filter_config,
+    kind_filters,
+    pending_of,
+    stream_seq_of,
+)
 
 EXPORT_BATCH = 10_000
 IMPORT_WINDOW = 2_000  # publishes in flight before waiting for their acknowledgements
@@ -94,7 +103,7 @@ async def _export_consumer(log: EventLog, kind: str | None, since: dt.datetime |
     if since is not None:
         start = (since - CLOCK_SKEW).astimezone(dt.timezone.utc)
         policy = {"deliver_policy": DeliverPolicy.BY_START_TIME, "opt_start_time": start.isoformat()}
-    config = ConsumerConfig(filter_subject=kind_filter(kind), ack_policy=AckPolicy.NONE, mem_storage=True,
+    config = ConsumerConfig(**filter_config(kind_filters(kind)), ack_policy=AckPolicy.NONE, mem_storage=True,
                             inactive_threshold=60.0, **policy)
     info = await log.js.add_consumer(STREAM, config)
     return info.name, info.num_pending or 0

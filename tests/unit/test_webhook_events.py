@@ -43,3 +43,10 @@ def test_the_server_filters_by_kind_where_the_pattern_names_one(spec, subjects):
 def test_an_empty_pattern_is_refused():
     with pytest.raises(ValueError):
         type_patterns(" , ")
+
+
+def test_a_kinds_events_include_those_on_other_aggregates():
+    from dockyard.eventlog import kind_filters
+    # `events --kind node`, `events export --kind node`: a node's image reports are node events too.
+    assert kind_filters("node") == ("dy.evt.node.>", "dy.evt.nodeimages.>")
+    assert kind_filters("pod") == "dy.evt.pod.>" and kind_filters(None) == "dy.evt.>"
