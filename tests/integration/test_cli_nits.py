@@ -9,7 +9,8 @@ import yaml
 
 from tests.builders import deployment_manifest, pod_manifest
 from tests.integration.test_cli import dockyard, ok, refused, write
-from tests.integration.test_pods_run import FAST_AGENT, wait_for
+from tests.integration.test_pods_run import FAST_AGENT
+from tests.polling import wait_for
 
 
 def test_get_several_names_shows_those_found_and_an_error_for_each_missing(stack_env, tmp_path):

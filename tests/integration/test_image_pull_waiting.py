@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import os
+from types import SimpleNamespace
 
 import pytest
 
 from tests.integration.test_cli import refused
-from tests.integration.test_pods_run import cluster, dockyard, wait_for  # noqa: F401
-from tests.integration.test_runc import FAST_RUNC_AGENT, LOOP, apply, get_pod, logs_with, pod
+from tests.integration.test_pods_run import cluster, dockyard  # noqa: F401
+from tests.integration.test_runc import LOOP, apply, get_pod, logs_with, pod, runc_cluster  # noqa: F401
+from tests.polling import wait_for
 from tests.registry_fixtures import registry_factory  # noqa: F401
-from tests.runc_fixtures import busybox_images, delete_runc_containers  # noqa: F401
+from tests.runc_fixtures import busybox_images  # noqa: F401
 
 pytestmark = pytest.mark.slow
 
@@ -18,24 +19,13 @@ NO_PREVIOUS = 'previous terminated container "main" in pod "{pod}" not found'
 
 
 @pytest.fixture
-def runc_node(services, nats_server, database_url, tmp_path, registry_factory, busybox_images):  # noqa: F811
-    """The platform with one runc node; a registry holding busybox:1.0 only. Yields (env, image, push), push(tag)
-    putting busybox:1.0 under another tag."""
-    registry = registry_factory()
-    busybox_images.push("1.0", registry, "busybox:1.0")
-    services("projector")
-    services("api")
-    services("scheduler")
-    services("controller", "--node-grace", "30", "--tick", "0.5")
-    env = dict(os.environ, DOCKYARD_NATS_URL=nats_server.url, DOCKYARD_DATABASE_URL=database_url)
-    state = tmp_path / "n1"
-    services("node-agent", "--name", "n1", "--state-dir", str(state), "--insecure-registry", registry.address,
-             *FAST_RUNC_AGENT)
-    yield env, f"{registry.address}/busybox", lambda tag: busybox_images.push("1.0", registry, f"busybox:{tag}")
-    from dockyard.services.node_agent.runtime import kill_recorded_processes
-
-    kill_recorded_processes(state)
-    delete_runc_containers(state)
+def runc_node(runc_cluster, busybox_images):  # noqa: F811
+    """runc_cluster with its node agent started. Yields (env, image, push), push(tag) putting busybox:1.0 under
+    another tag."""
+    env, image, start_agent, _ = runc_cluster
+    start_agent()
+    registry = SimpleNamespace(address=image.split("/", 1)[0])  # the cluster's registry, by its address
+    yield env, image, lambda tag: busybox_images.push("1.0", registry, f"busybox:{tag}")
 
 
 def container_status(env, name: str) -> dict:

@@ -9,8 +9,9 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
-from tests.integration.test_pods_run import cluster, dockyard, ok, wait_for  # noqa: F401
+from tests.integration.test_pods_run import cluster, dockyard, ok  # noqa: F401
 from tests.integration.test_runc import get_pod, runc_cluster  # noqa: F401
+from tests.polling import wait_for
 from tests.registry_fixtures import registry_factory  # noqa: F401  (runc_cluster's)
 from tests.runc_fixtures import busybox_images  # noqa: F401
 

@@ -15,7 +15,7 @@ import yaml
 
 from dockyard.eventlog import kind_filter
 from dockyard.state import evolve
-from tests.polling import wait_for  # noqa: F401 (other tests import it from here)
+from tests.polling import wait_for
 
 FAST_AGENT = ("--driver", "process", "--heartbeat-interval", "0.5", "--backoff-base", "0.2", "--backoff-max", "1")
 

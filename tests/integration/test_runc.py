@@ -11,7 +11,8 @@ import yaml
 
 from dockyard.servers import free_port
 from dockyard.services.node_agent.cgroups import cgroup_sample, read_hierarchy
-from tests.integration.test_pods_run import dockyard, ok, pods_of, ready, wait_for
+from tests.integration.test_pods_run import dockyard, ok, pods_of, ready
+from tests.polling import wait_for
 from tests.registry_fixtures import registry_factory  # noqa: F401
 from tests.runc_fixtures import busybox_images, delete_runc_containers, runc_exec, runc_ids  # noqa: F401
 

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.test_pods_run import ready, wait_for
+from tests.integration.test_pods_run import ready
 from tests.integration.test_runc import apply, container_id, get_pod, pod, runc_cluster  # noqa: F401
+from tests.polling import wait_for
 from tests.registry_fixtures import registry_factory  # noqa: F401
 from tests.runc_fixtures import busybox_images  # noqa: F401
 
